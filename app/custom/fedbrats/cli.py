@@ -1,0 +1,43 @@
+"""``fedbrats`` command line: one subcommand per task of the product."""
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import BratsDataError
+
+COMMANDS = {
+    "synthetic": ("fedbrats.synthetic.generator", "write synthetic BraTS-like sites and their datalists"),
+    "datalists": ("fedbrats.reference_split", "make the reference site datalists of BraTS 2018"),
+    "train": ("fedbrats.central", "train one datalist without FLARE (centralised baseline)"),
+    "build-job": ("fedbrats.job_builder", "assemble a runnable FLARE job folder from jobs/<name>.json"),
+    "simulate": ("fedbrats.simulate", "run a built job in the nvflare simulator with progress"),
+    "report": ("fedbrats.report", "cross-site evaluation report of a finished job"),
+    "quickstart": ("fedbrats.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedbrats", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        importlib.import_module(args.module).run(args)
+    except BratsDataError as e:
+        print(f"fedbrats {args.command}: bad input: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""MONAI-style datalists of BraTS 2018 cases: reading, checking, and making seeded site splits."""
+
+import csv
+import json
+import os
+import random
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from .constants import LABEL_SUFFIX, MODALITIES, SPLITS
+from .errors import BratsDataError
+
+Datalist = Dict[str, List[Dict[str, object]]]
+
+
+def case_files(case_id: str, grade: str) -> Dict[str, object]:
+    """Datalist entry of one case in the BraTS 2018 layout, relative to the data root."""
+    folder = f"{grade}/{case_id}"
+    return {
+        "image": [f"{folder}/{case_id}_{m}.nii.gz" for m in MODALITIES],
+        "label": f"{folder}/{case_id}_{LABEL_SUFFIX}.nii.gz",
+    }
+
+
+def case_name(entry: Mapping[str, object]) -> str:
+    """Case id of a datalist entry (the folder holding its label)."""
+    label = entry.get("label") if isinstance(entry, Mapping) else None
+    if isinstance(label, str):
+        return os.path.basename(os.path.dirname(label)) or os.path.basename(label)
+    return "?"
+
+
+def split_cases(cases: Sequence[str], sizes: Tuple[int, int, int], seed: int) -> Dict[str, List[str]]:
+    """Shuffle ``cases`` with ``seed`` and cut them into training / validation / testing of ``sizes``."""
+    if sum(sizes) > len(cases):
+        raise ValueError(f"split {sizes} needs {sum(sizes)} cases, only {len(cases)} available")
+    order = sorted(cases)
+    random.Random(seed).shuffle(order)
+    out, start = {}, 0
+    for split, size in zip(SPLITS, sizes):
+        out[split] = sorted(order[start : start + size])
+        start += size
+    return out
+
+
+def make_datalist(split: Mapping[str, Sequence[str]], grade_of: Mapping[str, str]) -> Datalist:
+    return {s: [case_files(c, grade_of[c]) for c in split.get(s, [])] for s in SPLITS}
+
+
+def merge_datalists(datalists: Sequence[Datalist]) -> Datalist:
+    """Union of several sites' datalists, split by split (the centralised baseline)."""
+    return {s: [e for d in datalists for e in d.get(s, [])] for s in SPLITS}
+
+
+def read_case_table(path: str) -> Dict[str, str]:
+    """Case id -> grade from a ``case_id<TAB>grade`` table."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or not {"case_id", "grade"} <= set(rows[0]):
+        raise ValueError(f"{path}: expected a tab-separated table with columns case_id and grade")
+    return {r["case_id"]: r["grade"] for r in rows}
+
+
+def write_json(path: str, data: object) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def load_datalist(path: str, split: str) -> List[Dict[str, object]]:
+    """Entries of ``split``, with a clear error for a missing, malformed or empty datalist."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise BratsDataError("datalist not found", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BratsDataError(f"datalist is not valid JSON ({e})", path=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get(split), list):
+        raise BratsDataError(f"datalist has no list named {split!r}", path=path)
+    entries = data[split]
+    if not entries:
+        raise BratsDataError(f"datalist split {split!r} is empty", path=path)
+    for i, entry in enumerate(entries):
+        image = entry.get("image") if isinstance(entry, dict) else None
+        if (
+            not isinstance(image, list)
+            or len(image) != len(MODALITIES)
+            or not all(isinstance(p, str) for p in image)
+            or not isinstance(entry.get("label"), str)
+        ):
+            raise BratsDataError(
+                f"entry {i} of {split!r} must be {{'image': [{', '.join(MODALITIES)}], 'label': seg}}",
+                case=case_name(entry) if isinstance(entry, dict) else "",
+                path=path,
+            )
+    return entries
+
+
+def resolve_entry(entry: Mapping[str, object], data_root: str, require_label: bool = True) -> Dict[str, object]:
+    """Absolute paths of an entry; refuses paths outside ``data_root`` and missing files."""
+    root = os.path.realpath(data_root)
+    case = case_name(entry)
+
+    def resolve(rel: str) -> str:
+        full = os.path.realpath(os.path.join(root, rel))
+        if os.path.commonpath([root, full]) != root:
+            raise BratsDataError(f"path escapes the data root {root}", case=case, path=rel)
+        if not os.path.isfile(full):
+            raise BratsDataError("file not found", case=case, path=full)
+        return full
+
+    out = {"case": case, "image": [resolve(p) for p in entry["image"]]}
+    if require_label or entry.get("label"):
+        out["label"] = resolve(entry["label"])
+    return out
+
+
+def resolve_datalist(path: str, split: str, data_root: str) -> List[Dict[str, object]]:
+    """Checked, absolute entries of one split of a datalist."""
+    if not os.path.isdir(data_root):
+        raise BratsDataError("data root is not a folder", path=data_root)
+    return [resolve_entry(e, data_root) for e in load_datalist(path, split)]

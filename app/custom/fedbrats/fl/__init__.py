@@ -1,0 +1,1 @@
+"""NVIDIA FLARE adapters: site executor, FedAvg with final-model scoring, case-weighted model selection."""

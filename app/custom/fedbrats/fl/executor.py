@@ -1,0 +1,185 @@
+"""FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.engine`."""
+
+import os
+from typing import Dict, Optional
+
+import torch
+from monai.utils import set_determinism
+from torch.utils.tensorboard import SummaryWriter
+from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
+from nvflare.apis.event_type import EventType
+from nvflare.apis.executor import Executor
+from nvflare.apis.fl_constant import ReturnCode
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable, make_reply
+from nvflare.apis.signal import Signal
+from nvflare.app_common.app_constant import AppConstants
+
+from ..constants import MEAN_DICE, REGION_METRICS, SPLITS
+from ..data import site_loader
+from ..engine import SegmentationEngine, select_device
+from ..errors import BratsDataError
+from ..settings import TrainSettings
+from .site_data import resolve_site_data
+
+BEST_LOCAL_MODEL = "best_local_model.pt"
+TB_FOLDER = "tb_events"
+
+
+class BratsExecutor(Executor):
+    """Handles ``train``, ``submit_model``, ``validate`` and ``validate_global`` for one site.
+
+    ``train``: validate the received global model on the validation split (reported for the in-time
+    selection), train ``local_epochs``, validate the local model and keep the site's best, return
+    weights (or their difference) with the number of steps. ``submit_model``: the site's best local
+    model. ``validate``: Dice of the given model on ``eval_split``. ``validate_global``: Dice of the
+    given global model on the validation split.
+    """
+
+    def __init__(
+        self,
+        training: Optional[Dict] = None,
+        data_root: str = "",
+        datalist: str = "",
+        eval_split: str = "testing",
+        device: str = "auto",
+        send_weight_diff: bool = False,
+        train_task_name: str = AppConstants.TASK_TRAIN,
+        submit_model_task_name: str = AppConstants.TASK_SUBMIT_MODEL,
+        validate_task_name: str = AppConstants.TASK_VALIDATION,
+        score_task_name: str = "validate_global",
+    ):
+        super().__init__()
+        if eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {eval_split!r}")
+        self.settings = TrainSettings.from_dict(training)
+        self.job_data_root, self.job_datalist = data_root, datalist
+        self.eval_split, self.device_name, self.send_weight_diff = eval_split, device, send_weight_diff
+        self.tasks = {
+            train_task_name: self._train,
+            submit_model_task_name: self._submit_model,
+            validate_task_name: self._validate,
+            score_task_name: self._score_global,
+        }
+        self.engine = None
+        self.loaders = {}
+        self.best_local = -1.0
+        self.writer = None
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext):
+        if event_type == EventType.START_RUN:
+            self._initialize(fl_ctx)
+        elif event_type == EventType.END_RUN and self.writer is not None:
+            self.writer.close()
+
+    def _initialize(self, fl_ctx: FLContext) -> None:
+        site = fl_ctx.get_identity_name()
+        workspace = fl_ctx.get_engine().get_workspace()
+        job_id = fl_ctx.get_job_id()
+        self.app_dir = workspace.get_app_dir(job_id)
+        self.data_root, self.datalist, source = resolve_site_data(
+            site, workspace.get_site_config_dir(), self.job_data_root, self.job_datalist,
+            workspace.get_app_config_dir(job_id),
+        )
+        self.best_model_path = os.path.join(self.app_dir, BEST_LOCAL_MODEL)
+        set_determinism(self.settings.seed)
+        self.engine = SegmentationEngine(self.settings, select_device(self.device_name))
+        self.log_info(
+            fl_ctx,
+            f"data root {self.data_root}, datalist {self.datalist} (from {source}); device {self.engine.device}, "
+            f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
+        )
+        self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
+
+    def _loader(self, split: str, fl_ctx: FLContext):
+        if split not in self.loaders:
+            self.log_info(fl_ctx, f"preparing {split} cases (cache rate {self.settings.cache_rate})")
+            self.loaders[split] = site_loader(self.datalist, self.data_root, split, self.settings, train=split == "training")
+        return self.loaders[split]
+
+    def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        handler = self.tasks.get(task_name)
+        if handler is None:
+            return make_reply(ReturnCode.TASK_UNKNOWN)
+        try:
+            return handler(shareable, fl_ctx, abort_signal)
+        except BratsDataError as e:
+            self.log_error(fl_ctx, f"bad input data: {e}")
+            return make_reply(ReturnCode.EXECUTION_EXCEPTION)
+
+    def _receive(self, shareable: Shareable, fl_ctx: FLContext) -> Optional[Dict]:
+        dxo = from_shareable(shareable)
+        if dxo.data_kind != DataKind.WEIGHTS:
+            self.log_error(fl_ctx, f"expected model weights, got {dxo.data_kind}")
+            return None
+        self.engine.set_weights(dxo.data)
+        return dxo.data
+
+    def _evaluate(self, split: str, fl_ctx: FLContext, abort_signal: Signal) -> Dict:
+        return self.engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
+
+    def _log_metrics(self, prefix: str, metrics: Dict, step: int) -> None:
+        for name in REGION_METRICS + (MEAN_DICE,):
+            self.writer.add_scalar(f"{prefix}/{name}", metrics[name], step)
+        self.writer.flush()
+
+    def _train(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
+        total_rounds = shareable.get_header(AppConstants.NUM_ROUNDS, "?")
+        global_weights = self._receive(shareable, fl_ctx)
+        if global_weights is None:
+            return make_reply(ReturnCode.BAD_TASK_DATA)
+        stop = lambda: abort_signal.triggered  # noqa: E731
+        global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        self._log_metrics("global_model", global_metrics, current_round)
+        steps = 0
+        for epoch in range(self.settings.local_epochs):
+            result = self.engine.train_epoch(self._loader("training", fl_ctx), should_stop=stop)
+            if stop():
+                return make_reply(ReturnCode.TASK_ABORTED)
+            steps += result["steps"]
+            self.writer.add_scalar("train/loss", result["loss"], current_round * self.settings.local_epochs + epoch)
+        local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        if stop():
+            return make_reply(ReturnCode.TASK_ABORTED)
+        self._log_metrics("local_model", local_metrics, current_round)
+        if local_metrics[MEAN_DICE] > self.best_local:
+            self.best_local = local_metrics[MEAN_DICE]
+            torch.save({"model": self.engine.get_weights(), "round": current_round, "metrics": local_metrics}, self.best_model_path)
+        self.log_info(
+            fl_ctx,
+            f"round {current_round + 1}/{total_rounds}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
+            f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
+            f"(best {self.best_local:.4f})",
+        )
+        weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}
+        kind = DataKind.WEIGHTS
+        if self.send_weight_diff:
+            weights = {k: v - global_weights[k] for k, v in weights.items()}
+            kind = DataKind.WEIGHT_DIFF
+        dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: global_metrics})
+        return dxo.to_shareable()
+
+    def _submit_model(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if not os.path.isfile(self.best_model_path):
+            self.log_error(fl_ctx, f"no best local model at {self.best_model_path}: this site has not trained in this job")
+            return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
+        checkpoint = torch.load(self.best_model_path, map_location="cpu", weights_only=False)
+        weights = {k: v.numpy() for k, v in checkpoint["model"].items()}
+        return DXO(DataKind.WEIGHTS, data=weights, meta={"round": checkpoint["round"]}).to_shareable()
+
+    def _metrics_reply(self, split: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if self._receive(shareable, fl_ctx) is None:
+            return make_reply(ReturnCode.BAD_TASK_DATA)
+        metrics = self._evaluate(split, fl_ctx, abort_signal)
+        if abort_signal.triggered:
+            return make_reply(ReturnCode.TASK_ABORTED)
+        owner = shareable.get_header(AppConstants.MODEL_OWNER, "global model")
+        self.log_info(fl_ctx, f"{owner} on {split}: mean Dice {metrics[MEAN_DICE]:.4f} over {metrics['n_cases']} cases")
+        return DXO(DataKind.METRICS, data={**metrics, "split": split}).to_shareable()
+
+    def _validate(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        return self._metrics_reply(self.eval_split, shareable, fl_ctx, abort_signal)
+
+    def _score_global(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        return self._metrics_reply("validation", shareable, fl_ctx, abort_signal)

@@ -1,0 +1,58 @@
+"""FedAvg (ScatterAndGather) that also scores the final global model for the best-model selection."""
+
+from nvflare.apis.controller_spec import Task
+from nvflare.apis.dxo import DataKind, from_shareable
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.signal import Signal
+from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_common.workflows.scatter_and_gather import ScatterAndGather
+
+from .model_selector import CaseWeightedModelSelector, metric_and_cases
+
+
+class ScoredScatterAndGather(ScatterAndGather):
+    """ScatterAndGather plus one validation broadcast of the final global model.
+
+    The sites score the global model they receive at the start of each round; the model made by the
+    last aggregation would otherwise never be scored, and a one-round job would have no best model.
+    """
+
+    def __init__(self, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs):
+        super().__init__(**kwargs)
+        self.model_selector_id = model_selector_id
+        self.score_task_name = score_task_name
+
+    def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
+        super().control_flow(abort_signal, fl_ctx)
+        if abort_signal.triggered or self._current_round != self._start_round + self._num_rounds:
+            return
+        selector = self._engine.get_component(self.model_selector_id)
+        if not isinstance(selector, CaseWeightedModelSelector):
+            self.log_warning(fl_ctx, f"no model selector {self.model_selector_id!r}: final global model not scored")
+            return
+        self.log_info(fl_ctx, "scoring the final global model on the sites' validation cases")
+        data = self.shareable_gen.learnable_to_shareable(self._global_weights, fl_ctx)
+        data.set_header(AppConstants.CURRENT_ROUND, self._current_round)
+        data.set_header(AppConstants.NUM_ROUNDS, self._num_rounds)
+        task = Task(name=self.score_task_name, data=data, timeout=self._train_timeout)
+        self.broadcast_and_wait(
+            task=task,
+            min_responses=self._min_clients,
+            wait_time_after_min_received=self._wait_time_after_min_received,
+            fl_ctx=fl_ctx,
+            abort_signal=abort_signal,
+        )
+        scores = {}
+        for client_task in task.client_tasks:
+            site = client_task.client.name
+            try:
+                dxo = from_shareable(client_task.result)
+                score = metric_and_cases(dxo.data) if dxo.data_kind == DataKind.METRICS else None
+            except Exception:
+                score = None
+            if score is None:
+                self.log_warning(fl_ctx, f"{site} returned no validation Dice of the final global model")
+            else:
+                scores[site] = score
+        fl_ctx.set_prop(AppConstants.GLOBAL_MODEL, self._global_weights, private=True, sticky=True)
+        selector.score_model(self._current_round, scores, fl_ctx)

@@ -1,0 +1,73 @@
+"""Training settings: the one place where defaults of the model, data pipeline and optimiser live."""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, Mapping, Tuple
+
+
+@dataclass
+class TrainSettings:
+    """Everything a site needs to train and evaluate; jobs and CLIs override fields by name."""
+
+    crop: Tuple[int, int, int] = (224, 224, 144)
+    """Random training crop; also the sliding-window size and the VAE's ``input_image_size``."""
+    pixdim: float = 1.0
+    """Isotropic voxel size in mm the images are resampled to."""
+    init_filters: int = 16
+    blocks_down: Tuple[int, ...] = (1, 2, 2, 4)
+    blocks_up: Tuple[int, ...] = (1, 1, 1)
+    dropout: float = 0.2
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-5
+    vae_weight: float = 0.1
+    batch_size: int = 1
+    local_epochs: int = 1
+    max_steps_per_epoch: int = 0
+    """Cap on training steps per epoch; 0 means a full pass over the training cases."""
+    cache_rate: float = 1.0
+    """Fraction of cases whose deterministic preprocessing is kept in memory."""
+    num_workers: int = 0
+    num_threads: int = 0
+    """torch CPU threads; 0 picks one per available core."""
+    amp: bool = True
+    """Mixed precision, used on CUDA only."""
+    sw_batch_size: int = 1
+    sw_overlap: float = 0.5
+    seed: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] = None) -> "TrainSettings":
+        """Build settings from a mapping, refusing unknown names so that typos in a job fail early."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        for name in ("crop", "blocks_down", "blocks_up"):
+            if name in values:
+                values[name] = tuple(int(v) for v in values[name])
+        settings = cls(**values)
+        if len(settings.crop) != 3 or min(settings.crop) < 16:
+            raise ValueError(f"crop must be 3 sizes of at least 16 voxels, got {settings.crop}")
+        return settings
+
+    def replace(self, **changes) -> "TrainSettings":
+        values = self.to_dict()
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return TrainSettings.from_dict(values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        values = asdict(self)
+        for name in ("crop", "blocks_down", "blocks_up"):
+            values[name] = list(values[name])
+        return values
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        """Arguments of :class:`fedbrats.model.BratsSegResNetVAE`."""
+        return {
+            "crop": list(self.crop),
+            "init_filters": self.init_filters,
+            "blocks_down": list(self.blocks_down),
+            "blocks_up": list(self.blocks_up),
+            "dropout": self.dropout,
+        }

@@ -1,0 +1,92 @@
+"""Run a built job with the ``nvflare simulator`` CLI, showing rounds as they go."""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+from .fl.site_data import SITES_ENV
+
+PROGRESS = re.compile(
+    r"(round \d+/\d+:|new best global model|scoring the final|on (testing|validation): mean Dice|"
+    r"bad input data|ERROR|Traceback|Error processing)"
+)
+
+
+def nvflare_command() -> str:
+    """The ``nvflare`` CLI of this Python environment."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "nvflare")
+    return candidate if os.path.exists(candidate) else "nvflare"
+
+
+def flare_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for FLARE processes: this environment's bin first (FLARE starts plain ``python3``)."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def write_site_settings(path: str, site_data: Dict[str, Dict[str, str]]) -> str:
+    """The file named by FEDBRATS_SITES: each site's data root and datalist."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({s: {k: os.path.abspath(v) for k, v in d.items()} for s, d in site_data.items()}, f, indent=2)
+    return os.path.abspath(path)
+
+
+def run_simulator(
+    job_dir: str,
+    workspace: str,
+    sites: List[str],
+    threads: int,
+    site_settings: Optional[str] = None,
+    gpu: Optional[str] = None,
+    quiet: bool = False,
+) -> float:
+    """Run the simulator to completion; its full log goes to ``<workspace>/simulator.log``. Returns seconds."""
+    os.makedirs(workspace, exist_ok=True)
+    cmd = [nvflare_command(), "simulator", job_dir, "-w", workspace, "-c", ",".join(sites), "-t", str(threads)]
+    if gpu:
+        cmd += ["-gpu", gpu]
+    env = flare_env({SITES_ENV: site_settings} if site_settings else None)
+    log_path = os.path.join(workspace, "simulator.log")
+    start = time.time()
+    print(f"[simulator] {' '.join(cmd)}\n[simulator] full log: {log_path}", flush=True)
+    with open(log_path, "w") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+    ) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            if not quiet and PROGRESS.search(line):
+                message = line.split("]: ", 1)[-1].strip() if "]: " in line else line.strip()
+                site = re.search(r"identity=([\w-]+)", line)
+                print(f"[simulator {time.time() - start:6.1f} s] {site.group(1) + ': ' if site else ''}{message}", flush=True)
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"nvflare simulator exited with {code}; see {log_path}")
+    return time.time() - start
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="built job folder (see build-job)")
+    parser.add_argument("--workspace", "-w", default="workspace/sim")
+    parser.add_argument("--sites", nargs="+", default=["site-1", "site-2"])
+    parser.add_argument("--threads", "-t", type=int, default=2)
+    parser.add_argument("--data-root", help="one data root for all sites (with <root>/datalists/<site>.json)")
+    parser.add_argument("--gpu", help="GPU ids for the clients, as nvflare simulator -gpu, e.g. 0,1")
+
+
+def run(args: argparse.Namespace) -> None:
+    settings = None
+    if args.data_root:
+        root = args.data_root
+        data = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in args.sites}
+        settings = write_site_settings(os.path.join(args.workspace, "sites.json"), data)
+    seconds = run_simulator(args.job, args.workspace, args.sites, args.threads, settings, args.gpu)
+    print(f"[simulator] finished in {seconds:.0f} s; results in {os.path.abspath(args.workspace)}/server/simulate_job")

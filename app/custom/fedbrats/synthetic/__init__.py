@@ -1,0 +1,1 @@
+"""Realistic BraTS-like synthetic cases built on the MNI152 brain template."""

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its test tools. Safe to re-run.
+# TORCH_SPEC picks the torch build (default: the CPU build where one is on local disk);
+# TORCH_INDEX_URL points pip at another index, e.g. https://download.pytorch.org/whl/cu124 for CUDA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if [ -n "${TORCH_SPEC:-}" ]; then
+    spec="$TORCH_SPEC"
+  elif ls /opt/wheels/torch-*+cpu-*.whl >/dev/null 2>&1; then
+    spec="torch==$(ls /opt/wheels/torch-*+cpu-*.whl | head -1 | sed -E 's/.*torch-([0-9.]+)\+cpu.*/\1/')"
+  else
+    spec="torch"
+  fi
+  echo "[setup] installing $spec"
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    "${PIP[@]}" install "$spec" --index-url "$TORCH_INDEX_URL"
+  else
+    "${PIP[@]}" install "$spec"
+  fi
+fi
+if ! .venv/bin/python -c "import fedbrats, pytest, nvflare, monai" 2>/dev/null; then
+  echo "[setup] installing fedbrats and its dependencies into .venv"
+  "${PIP[@]}" install -e ".[test]"
+fi
+echo "[setup] ready: $(.venv/bin/python -c 'import torch, monai, nvflare; print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")')"

@@ -1,0 +1,60 @@
+"""Small builders of BraTS-layout cases and datalists for tests."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+
+from fedbrats.constants import LABEL_SUFFIX, MODALITIES
+from fedbrats.datalist import case_files
+
+
+def tumour_case(shape=(32, 32, 32), seed=0, radius=6):
+    """Four bright-lesion modalities and a BraTS label map with all three tumour labels."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    centre = np.array(shape) // 2 + rng.integers(-3, 4, 3)
+    r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+    labels = np.zeros(shape, np.uint8)
+    labels[r < radius + 3] = 2
+    labels[r < radius] = 4
+    labels[r < radius - 2] = 1
+    brain = np.ones(shape, bool)
+    brain[:2] = brain[-2:] = False
+    images = []
+    for k in range(len(MODALITIES)):
+        img = 100 + 10 * rng.standard_normal(shape) + 80 * (labels > 0) + 40 * k * (labels == 4)
+        images.append(np.where(brain, img, 0).astype(np.float32))
+    return images, labels
+
+
+def write_case(root, case_id, grade="HGG", shape=(32, 32, 32), seed=0, images=None, labels=None):
+    """Write one case in the BraTS 2018 layout; returns its datalist entry (relative paths)."""
+    if images is None:
+        images, labels = tumour_case(shape, seed)
+    entry = case_files(case_id, grade)
+    affine = np.eye(4)
+    for rel, volume in zip(entry["image"] + [entry["label"]], list(images) + [labels]):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        nib.save(nib.Nifti1Image(np.asarray(volume), affine), path)
+    return entry
+
+
+def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="site.json"):
+    """A tiny site: cases under ``root`` and a datalist; returns the datalist path."""
+    splits, seed = {}, 0
+    for split, n in (("training", n_train), ("validation", n_val), ("testing", n_test)):
+        splits[split] = []
+        for _ in range(n):
+            seed += 1
+            splits[split].append(write_case(root, f"Case_{seed:03d}", shape=shape, seed=seed))
+    path = os.path.join(root, name)
+    with open(path, "w") as f:
+        json.dump(splits, f)
+    return path
+
+
+def modality_path(root, entry, modality):
+    return os.path.join(root, entry["image"][MODALITIES.index(modality)] if modality != LABEL_SUFFIX else entry["label"])

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+
+from fedbrats.constants import MEAN_DICE, N_CASES, REGION_METRICS
+from fedbrats.data import site_loader
+from fedbrats.engine import SegmentationEngine, evaluate
+from fedbrats.model import build_model, load_weights
+from fedbrats.settings import TrainSettings
+
+
+def test_model_defaults_follow_the_reference():
+    s = TrainSettings()
+    assert s.crop == (224, 224, 144) and s.init_filters == 16 and s.dropout == 0.2
+    assert s.blocks_down == (1, 2, 2, 4) and s.blocks_up == (1, 1, 1)
+    assert s.learning_rate == 1e-4 and s.weight_decay == 1e-5 and s.vae_weight == 0.1
+
+
+def test_model_shapes_in_train_and_eval_mode(tiny_settings):
+    model = build_model(tiny_settings)
+    x = torch.randn(1, 4, 32, 32, 32)
+    logits, vae_loss = model(x)
+    assert logits.shape == (1, 3, 32, 32, 32) and vae_loss.ndim == 0
+    model.eval()
+    assert model(x)[1] is None
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ValueError, match="unknown training settings \\['crpo'\\]"):
+        TrainSettings.from_dict({"crpo": [1, 2, 3]})
+
+
+def test_training_steps_lower_the_loss(tiny_site, tiny_settings):
+    torch.manual_seed(0)
+    root, datalist = tiny_site
+    settings = tiny_settings.replace(learning_rate=1e-3, dropout=0.0)
+    engine = SegmentationEngine(settings)
+    loader = site_loader(datalist, root, "training", settings, train=True)
+    losses = [engine.train_epoch(loader)["loss"] for _ in range(8)]
+    assert engine.train_epoch(loader)["steps"] == 2
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
+
+
+def test_max_steps_and_stop_request(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    engine = SegmentationEngine(tiny_settings.replace(max_steps_per_epoch=1))
+    loader = site_loader(datalist, root, "training", tiny_settings, train=True)
+    assert engine.train_epoch(loader)["steps"] == 1
+    assert engine.train_epoch(loader, should_stop=lambda: True)["steps"] == 0
+
+
+class ThresholdModel(torch.nn.Module):
+    """Predicts region k wherever input channel k is positive; returns (logits, None) like SegResNetVAE."""
+
+    def forward(self, x):
+        return torch.where(x[:, :3] > 0, 10.0, -10.0), None
+
+
+def _case(pred_masks, true_masks):
+    image = torch.zeros(1, 4, 32, 32, 32)
+    label = torch.zeros(1, 3, 32, 32, 32)
+    for k, (p, t) in enumerate(zip(pred_masks, true_masks)):
+        image[0, k][p] = 1.0
+        label[0, k][t] = 1.0
+    return {"image": image, "label": label}
+
+
+def test_validation_dice_matches_a_hand_computed_case(tiny_settings):
+    block = lambda a, b: (slice(a, b), slice(0, 2), slice(0, 2))  # noqa: E731  (b-a)*4 voxels
+    empty = (slice(0, 0),) * 3
+    case1 = _case(
+        pred_masks=[block(0, 2), block(0, 4), empty],
+        true_masks=[block(1, 3), block(0, 4), empty],
+    )  # TC: |P|=8 |T|=8 overlap 4 -> 0.5; WT identical -> 1; ET empty in both -> 1
+    case2 = _case(
+        pred_masks=[block(0, 4), block(0, 1), block(0, 1)],
+        true_masks=[block(0, 1), block(0, 4), empty],
+    )  # TC: 16 vs 4 overlap 4 -> 0.4; WT: 4 vs 16 overlap 4 -> 0.4; ET predicted but absent -> 0
+    metrics = evaluate(ThresholdModel(), [case1, case2], tiny_settings, torch.device("cpu"))
+    tc, wt, et = (metrics[m] for m in REGION_METRICS)
+    assert tc == pytest.approx((0.5 + 0.4) / 2)
+    assert wt == pytest.approx((1.0 + 0.4) / 2)
+    assert et == pytest.approx((1.0 + 0.0) / 2)
+    assert metrics[MEAN_DICE] == pytest.approx((tc + wt + et) / 3)
+    assert metrics[N_CASES] == 2
+
+
+def test_validate_on_whole_volumes_and_reload_weights(tiny_site, tiny_settings, tmp_path):
+    root, datalist = tiny_site
+    engine = SegmentationEngine(tiny_settings)
+    metrics = engine.validate(site_loader(datalist, root, "validation", tiny_settings, train=False))
+    assert metrics[N_CASES] == 1 and all(0 <= metrics[m] <= 1 for m in REGION_METRICS)
+    path = tmp_path / "m.pt"
+    torch.save({"model": engine.get_weights()}, path)
+    other = load_weights(build_model(tiny_settings), str(path))
+    for a, b in zip(other.state_dict().values(), engine.model.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
