@@ -7,7 +7,7 @@ import time
 from .constants import SITE_GRADES
 from .job_builder import build_job
 from .report import write_report
-from .simulate import run_simulator, write_site_settings
+from .simulate import run_simulator, simulator_log, write_site_settings
 from .synthetic.generator import write_sites
 
 
@@ -37,7 +37,7 @@ def quickstart(workspace: str, cases: int, rounds: int, threads: int, job: str =
     print(f"  global models: {os.path.join(server, 'app_server')} (FL_global_model.pt, best_FL_global_model.pt)")
     print(f"  site models:   {os.path.join(sim_dir, '<site>', 'simulate_job', 'app_<site>', 'best_local_model.pt')}")
     print(f"  TensorBoard:   tensorboard --logdir {sim_dir}")
-    print(f"  simulator log: {os.path.join(sim_dir, 'simulator.log')}")
+    print(f"  simulator log: {simulator_log(sim_dir)}")
     return report
 
 

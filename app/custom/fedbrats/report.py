@@ -57,15 +57,17 @@ def model_label(model: str, final_round: Optional[int], best_round: Optional[int
 
 def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation."""
-    sites = sorted(results)
-    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted({m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL})
     history = (selection or {}).get("history") or []
+    site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL}
+    # a site whose every evaluation failed is absent from the results: find it from its model or its scores
+    sites = sorted(set(results) | site_models | {s for h in history for s in h.get("sites", {})})
+    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models)
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
     splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {None}
     warnings, rows = [], []
     for model in models:
-        per_site = {s: site_result(results[s].get(model)) for s in sites}
+        per_site = {s: site_result(results.get(s, {}).get(model)) for s in sites}
         for site, result in per_site.items():
             if result is None:
                 warnings.append(f"no result of {model} on {site}: shown as missing, left out of the average")

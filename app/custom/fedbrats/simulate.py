@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,24 @@ PROGRESS = re.compile(
     r"(round \d+/\d+:|new best global model|scoring the final|on (testing|validation): mean Dice|"
     r"bad input data|ERROR|Traceback|Error processing)"
 )
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate ``proc`` and everything it started (it runs in its own session)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
 
 
 def nvflare_command() -> str:
@@ -40,6 +59,10 @@ def write_site_settings(path: str, site_data: Dict[str, Dict[str, str]]) -> str:
     return os.path.abspath(path)
 
 
+def simulator_log(workspace: str) -> str:
+    return os.path.abspath(workspace).rstrip(os.sep) + ".log"
+
+
 def run_simulator(
     job_dir: str,
     workspace: str,
@@ -49,25 +72,31 @@ def run_simulator(
     gpu: Optional[str] = None,
     quiet: bool = False,
 ) -> float:
-    """Run the simulator to completion; its full log goes to ``<workspace>/simulator.log``. Returns seconds."""
+    """Run the simulator to completion; its full log goes to ``<workspace>.log`` (the simulator
+    empties its workspace when it starts). Returns the wall time in seconds."""
     os.makedirs(workspace, exist_ok=True)
     cmd = [nvflare_command(), "simulator", job_dir, "-w", workspace, "-c", ",".join(sites), "-t", str(threads)]
     if gpu:
         cmd += ["-gpu", gpu]
     env = flare_env({SITES_ENV: site_settings} if site_settings else None)
-    log_path = os.path.join(workspace, "simulator.log")
+    log_path = simulator_log(workspace)
     start = time.time()
     print(f"[simulator] {' '.join(cmd)}\n[simulator] full log: {log_path}", flush=True)
-    with open(log_path, "w") as log, subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
-    ) as proc:
-        for line in proc.stdout:
-            log.write(line)
-            if not quiet and PROGRESS.search(line):
-                message = line.split("]: ", 1)[-1].strip() if "]: " in line else line.strip()
-                site = re.search(r"identity=([\w-]+)", line)
-                print(f"[simulator {time.time() - start:6.1f} s] {site.group(1) + ': ' if site else ''}{message}", flush=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+        start_new_session=True,
+    )
+    try:
+        with open(log_path, "w") as log:
+            for line in proc.stdout:
+                log.write(line)
+                if not quiet and PROGRESS.search(line):
+                    message = line.split("] - ", 1)[-1].strip()
+                    site = re.search(r"identity=([\w-]+)", line)
+                    print(f"[simulator {time.time() - start:6.1f} s] {site.group(1) + ': ' if site else ''}{message}", flush=True)
         code = proc.wait()
+    finally:
+        stop_process_group(proc)
     if code != 0:
         raise RuntimeError(f"nvflare simulator exited with {code}; see {log_path}")
     return time.time() - start

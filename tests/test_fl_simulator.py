@@ -1,0 +1,103 @@
+"""Real ``nvflare simulator`` runs of a tiny built job with two sites on different data roots."""
+
+import glob
+import json
+import os
+
+import pytest
+import torch
+from builders import write_site
+
+from fedbrats.constants import REGION_METRICS
+from fedbrats.fl.model_selector import SELECTION_FILE
+from fedbrats.job_builder import build_job
+from fedbrats.model import build_model, load_weights
+from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
+from fedbrats.settings import TrainSettings
+from fedbrats.simulate import run_simulator, simulator_log, write_site_settings
+
+SITES = ["site-1", "site-2"]
+TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
+
+
+def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False):
+    site_data = {}
+    for k, site in enumerate(SITES):
+        root = os.path.join(tmp, f"data-{site}")
+        datalist = write_site(root, n_train=2, n_val=1 + k, n_test=1 + k, name=f"{site}.json")
+        site_data[site] = {"data_root": root, "datalist": datalist}
+    if corrupt_site2_test_case:
+        entry = json.load(open(site_data["site-2"]["datalist"]))["testing"][0]
+        with open(os.path.join(site_data["site-2"]["data_root"], entry["image"][0]), "wb") as f:
+            f.write(b"corrupt")
+    job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"num_rounds": rounds, "training": TINY})
+    settings = write_site_settings(os.path.join(tmp, "sites.json"), site_data)
+    workspace = os.path.join(tmp, "sim")
+    run_simulator(job, workspace, SITES, 2, settings, quiet=True)
+    return workspace, site_data
+
+
+@pytest.fixture(scope="module")
+def two_round_run(tmp_path_factory):
+    return run_tiny_job(str(tmp_path_factory.mktemp("fl")), rounds=2)
+
+
+def test_global_models_are_saved_and_load(two_round_run):
+    workspace, _ = two_round_run
+    server = os.path.join(workspace, "server", "simulate_job", "app_server")
+    for name in ("FL_global_model.pt", "best_FL_global_model.pt"):
+        load_weights(build_model(TrainSettings.from_dict(TINY)), os.path.join(server, name))
+    selection = json.load(open(os.path.join(server, SELECTION_FILE)))
+    assert [h["round"] for h in selection["history"]] == [1, 2]  # round 2 is the final global model
+    assert selection["best_round"] in (1, 2)
+    for h in selection["history"]:
+        assert set(h["sites"]) == set(SITES) and h["sites"]["site-2"]["n_cases"] == 2
+        expected = sum(s["val_mean_dice"] * s["n_cases"] for s in h["sites"].values()) / 3
+        assert h["score"] == pytest.approx(expected)
+
+
+def test_cross_site_results_cover_every_model_and_site(two_round_run):
+    workspace, _ = two_round_run
+    results = json.load(open(glob.glob(f"{workspace}/server/simulate_job/cross_site_val/cross_val_results.json")[0]))
+    assert set(results) == set(SITES)
+    for site, cases in (("site-1", 1), ("site-2", 2)):
+        assert set(results[site]) == {FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2"}
+        for metrics in results[site].values():
+            assert metrics["n_cases"] == cases and metrics["split"] == "testing"
+            assert all(0.0 <= metrics[m] <= 1.0 for m in REGION_METRICS)
+    shared = os.listdir(f"{workspace}/server/simulate_job/cross_site_val/model_shareables")
+    assert {"site-1", "site-2"} <= set(shared)
+
+
+def test_sites_keep_best_local_models_and_tensorboard_logs(two_round_run):
+    workspace, site_data = two_round_run
+    for site in SITES:
+        app = os.path.join(workspace, site, "simulate_job", f"app_{site}")
+        checkpoint = torch.load(os.path.join(app, "best_local_model.pt"), weights_only=False)
+        assert checkpoint["round"] in (0, 1)
+        assert glob.glob(os.path.join(app, "tb_events", "events.out.tfevents.*"))
+    log = open(simulator_log(workspace)).read()
+    for site in SITES:
+        assert f"data root {site_data[site]['data_root']}" in log
+
+
+def test_report_average_is_case_weighted(two_round_run, tmp_path):
+    workspace, _ = two_round_run
+    report = write_report(workspace, str(tmp_path))
+    results = json.load(open(report["source"]))
+    for row in report["models"]:
+        for region, metric in zip(("TC", "WT", "ET"), REGION_METRICS):
+            expected = (results["site-1"][row["model"]][metric] * 1 + results["site-2"][row["model"]][metric] * 2) / 3
+            assert row["average"][region] == pytest.approx(expected)
+    assert not report["warnings"] and (tmp_path / "report.md").is_file()
+
+
+def test_failed_evaluation_shows_as_a_gap(tmp_path):
+    workspace, _ = run_tiny_job(str(tmp_path), rounds=1, corrupt_site2_test_case=True)
+    report = write_report(workspace, str(tmp_path / "report"))
+    for row in report["models"]:
+        assert row["sites"]["site-2"] is None
+        assert row["average"]["n_cases"] == 1 and row["average"]["TC"] == pytest.approx(row["sites"]["site-1"]["TC"])
+    assert len(report["warnings"]) == 4
+    assert "| site-2 | missing |" in (tmp_path / "report" / "report.md").read_text()
+    assert "Case_005_t1ce.nii.gz" in open(simulator_log(workspace)).read()
