@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
-# Set up .venv if needed, then run the whole test suite.
+# Set up .venv if needed, then run the whole test suite (arguments go to pytest).
+# Test workspaces live in a private temporary folder; any FLARE process still running from it
+# when the tests end is stopped, so no server, site or simulator outlives the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+export TMPDIR
+TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/fedbrats-tests.XXXXXX")"
+cleanup() {
+  local pids
+  pids=$(pgrep -f -- "$TMPDIR" || true)
+  if [ -n "$pids" ]; then
+    echo "[test] stopping leftover processes: $pids"
+    kill $pids 2>/dev/null || true
+    sleep 3
+    kill -9 $pids 2>/dev/null || true
+  fi
+  rm -rf "$TMPDIR"
+}
+trap cleanup EXIT
+.venv/bin/python -m pytest "$@"

@@ -78,6 +78,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", help="JSON file of training settings")
     parser.add_argument("--crop", type=int, nargs=3, help="training crop, e.g. 224 224 144")
     parser.add_argument("--pixdim", type=float, help="voxel size in mm to resample to")
+    parser.add_argument("--crop-sampling", choices=("random", "tumour"))
     parser.add_argument("--init-filters", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--cache-rate", type=float)
@@ -91,7 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     if args.settings:
         with open(args.settings) as f:
             base = json.load(f)
-    names = ("crop", "pixdim", "init_filters", "learning_rate", "cache_rate", "max_steps_per_epoch", "num_threads", "seed")
+    names = ("crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "cache_rate", "max_steps_per_epoch", "num_threads", "seed")
     return TrainSettings.from_dict(base).replace(**{n: getattr(args, n) for n in names})
 
 

@@ -15,22 +15,28 @@ COMMANDS = {
     "simulate": ("fedbrats.simulate", "run a built job in the nvflare simulator with progress"),
     "report": ("fedbrats.report", "cross-site evaluation report of a finished job"),
     "quickstart": ("fedbrats.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
+    "poc": ("fedbrats.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
+    "bench": ("fedbrats.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
+    "bench-step": ("fedbrats.step_benchmark", "training step time and peak memory per crop"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported when it is given (start-up stays short)."""
     parser = argparse.ArgumentParser(prog="fedbrats", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(module=module)
-        importlib.import_module(module).add_arguments(p)
+        if command in (None, name):
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         importlib.import_module(args.module).run(args)
     except BratsDataError as e:

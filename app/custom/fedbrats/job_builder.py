@@ -63,6 +63,8 @@ def _server_config(spec: dict) -> dict:
     config["model"]["args"] = settings.model_kwargs()
     config["aggregation_weights"] = {site: 1.0 for site in spec.get("sites", [])}
     config["expected_data_kind"] = "WEIGHT_DIFF" if spec.get("send_weight_diff") else "WEIGHTS"
+    if "task_request_interval" in spec:
+        config["server"]["task_request_interval"] = float(spec["task_request_interval"])
     return config
 
 

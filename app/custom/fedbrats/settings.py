@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Mapping, Tuple
 
+CROP_SAMPLING = ("random", "tumour")
+
 
 @dataclass
 class TrainSettings:
@@ -10,6 +12,8 @@ class TrainSettings:
 
     crop: Tuple[int, int, int] = (224, 224, 144)
     """Random training crop; also the sliding-window size and the VAE's ``input_image_size``."""
+    crop_sampling: str = "random"
+    """``random`` crops anywhere (the reference); ``tumour`` centres half of the crops on tumour voxels."""
     pixdim: float = 1.0
     """Isotropic voxel size in mm the images are resampled to."""
     init_filters: int = 16
@@ -47,6 +51,8 @@ class TrainSettings:
             if name in values:
                 values[name] = tuple(int(v) for v in values[name])
         settings = cls(**values)
+        if settings.crop_sampling not in CROP_SAMPLING:
+            raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, got {settings.crop_sampling!r}")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
             raise ValueError(f"crop must be 3 sizes of at least 16 voxels, got {settings.crop}")
         return settings

@@ -1,9 +1,9 @@
 """Run a built job with the ``nvflare simulator`` CLI, showing rounds as they go."""
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -11,11 +11,7 @@ import time
 from typing import Dict, List, Optional
 
 from .fl.site_data import SITES_ENV
-
-PROGRESS = re.compile(
-    r"(round \d+/\d+:|new best global model|scoring the final|on (testing|validation): mean Dice|"
-    r"bad input data|ERROR|Traceback|Error processing)"
-)
+from .progress import LogFollower
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -55,7 +51,7 @@ def write_site_settings(path: str, site_data: Dict[str, Dict[str, str]]) -> str:
     """The file named by FEDBRATS_SITES: each site's data root and datalist."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({s: {k: os.path.abspath(v) for k, v in d.items()} for s, d in site_data.items()}, f, indent=2)
+        json.dump({s: {k: os.path.abspath(v) for k, v in d.items() if v} for s, d in site_data.items()}, f, indent=2)
     return os.path.abspath(path)
 
 
@@ -86,15 +82,12 @@ def run_simulator(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
         start_new_session=True,
     )
+    logs = os.path.join(os.path.abspath(workspace), "*", "log.txt")
     try:
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, contextlib.nullcontext() if quiet else LogFollower(logs, "simulator"):
             for line in proc.stdout:
                 log.write(line)
-                if not quiet and PROGRESS.search(line):
-                    message = line.split("] - ", 1)[-1].strip()
-                    site = re.search(r"identity=([\w-]+)", line)
-                    print(f"[simulator {time.time() - start:6.1f} s] {site.group(1) + ': ' if site else ''}{message}", flush=True)
-        code = proc.wait()
+            code = proc.wait()
     finally:
         stop_process_group(proc)
     if code != 0:
@@ -107,15 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", "-w", default="workspace/sim")
     parser.add_argument("--sites", nargs="+", default=["site-1", "site-2"])
     parser.add_argument("--threads", "-t", type=int, default=2)
-    parser.add_argument("--data-root", help="one data root for all sites (with <root>/datalists/<site>.json)")
+    parser.add_argument("--data-root", help="one data root for all sites; datalists: <root>/datalists/<site>.json, else the job's")
     parser.add_argument("--gpu", help="GPU ids for the clients, as nvflare simulator -gpu, e.g. 0,1")
 
 
 def run(args: argparse.Namespace) -> None:
     settings = None
     if args.data_root:
-        root = args.data_root
-        data = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in args.sites}
+        data = {s: {"data_root": args.data_root} for s in args.sites}
         settings = write_site_settings(os.path.join(args.workspace, "sites.json"), data)
     seconds = run_simulator(args.job, args.workspace, args.sites, args.threads, settings, args.gpu)
     print(f"[simulator] finished in {seconds:.0f} s; results in {os.path.abspath(args.workspace)}/server/simulate_job")

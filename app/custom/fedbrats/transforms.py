@@ -13,6 +13,7 @@ from monai.transforms import (
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
+    RandCropByPosNegLabeld,
     RandFlipd,
     RandScaleIntensityd,
     RandShiftIntensityd,
@@ -96,10 +97,14 @@ def deterministic_transforms(settings: TrainSettings, with_label: bool = True, p
 
 def train_transforms(settings: TrainSettings) -> Compose:
     keys = ["image", "label"]
+    if settings.crop_sampling == "tumour":
+        crop = RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=settings.crop, pos=1, neg=1, num_samples=1)
+    else:
+        crop = RandSpatialCropd(keys=keys, roi_size=settings.crop, random_size=False)
     return Compose(
         deterministic_transforms(settings)
         + [
-            RandSpatialCropd(keys=keys, roi_size=settings.crop, random_size=False),
+            crop,
             RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
             RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
             RandFlipd(keys=keys, prob=0.5, spatial_axis=2),

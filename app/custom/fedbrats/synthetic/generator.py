@@ -1,6 +1,7 @@
 """Write synthetic BraTS-like sites in the exact BraTS 2018 layout, with their datalists."""
 
 import argparse
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -8,6 +9,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
+import torch
 
 from ..constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
 from ..datalist import make_datalist, merge_datalists, write_json
@@ -50,6 +52,10 @@ def write_case(root: str, site: str, grade: str, index: int, size: str, seed: in
     return cid
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
 def split_sizes(n: int) -> Tuple[int, int, int]:
     """About 70/15/15 %, with at least one validation and one test case from 3 cases on."""
     if n < 3:
@@ -70,7 +76,8 @@ def write_sites(
     workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
     start = time.time()
     done: Dict[str, List[str]] = {s: [] for s in sites}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: a forked child of a process whose torch thread pool is running can hang
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
         for job, cid in zip(jobs, pool.map(write_case, *zip(*jobs))):
             done[job[1]].append(cid)
             count = sum(len(v) for v in done.values())

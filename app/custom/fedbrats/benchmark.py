@@ -1,0 +1,231 @@
+"""Benchmarks: FL overhead against a bare loop, training and data throughput, evaluation time.
+
+Writes a JSON file and a Markdown summary; nothing here is a test.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+from monai.data import DataLoader, Dataset
+
+from .constants import SITE_GRADES
+from .data import make_dataset, site_loader
+from .datalist import resolve_datalist
+from .engine import SegmentationEngine
+from .job_builder import build_job, job_spec, resolve_spec
+from .settings import TrainSettings
+from .simulate import run_simulator, simulator_log, write_site_settings
+from .step_benchmark import machine
+from .synthetic.generator import write_sites
+from .transforms import eval_transforms, train_transforms
+
+SITES = list(SITE_GRADES)
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
+
+
+def ensure_data(root: str, cases: int, size: str, sites: List[str] = SITES) -> str:
+    if not os.path.isfile(os.path.join(root, "datalists", f"{sites[-1]}.json")):
+        write_sites(root, sites, cases, size)
+    return root
+
+
+def bare_fedavg(root: str, settings: TrainSettings, rounds: int) -> float:
+    """Seconds for the job's work (per round and site: validate, train, validate) with no FLARE."""
+    start = time.time()
+    engines, loaders = {}, {}
+    for site in SITES:
+        datalist = os.path.join(root, "datalists", f"{site}.json")
+        engines[site] = SegmentationEngine(settings)
+        loaders[site] = {
+            "training": site_loader(datalist, root, "training", settings, train=True),
+            "validation": site_loader(datalist, root, "validation", settings, train=False),
+        }
+    weights = engines[SITES[0]].get_weights()
+    for _ in range(rounds):
+        updates = []
+        for site, engine in engines.items():
+            engine.set_weights(weights)
+            engine.validate(loaders[site]["validation"])
+            steps = sum(engine.train_epoch(loaders[site]["training"])["steps"] for _ in range(settings.local_epochs))
+            engine.validate(loaders[site]["validation"])
+            updates.append((engine.get_weights(), steps))
+        total = sum(n for _, n in updates)
+        weights = {k: sum(w[k].float() * n for w, n in updates) / total for k in weights}
+    return time.time() - start
+
+
+def log_times(path: str, pattern: str) -> List[float]:
+    out = []
+    for line in open(path):
+        if re.search(pattern, line):
+            stamp = LOG_TIME.match(line)
+            if stamp:
+                out.append(dt.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return out
+
+
+def simulated_fedavg(root: str, work: str, job: str, overrides: dict, rounds: int) -> Dict[str, float]:
+    job_dir = build_job(job, os.path.join(work, "jobs"), overrides)
+    sites = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in SITES}
+    settings = write_site_settings(os.path.join(work, "sites.json"), sites)
+    workspace = os.path.join(work, "sim")
+    start = time.time()
+    wall = run_simulator(job_dir, workspace, SITES, len(SITES), settings, quiet=True)
+    log = simulator_log(workspace)
+    first = log_times(log, r"Round 0 started")[0]
+    last = log_times(log, rf"Round {rounds - 1} finished")[-1]
+    return {"wall_s": wall, "startup_s": first - start, "rounds_s": last - first, "after_rounds_s": start + wall - last}
+
+
+def fl_overhead(root: str, work: str, job: str, rounds: int, steps_list: List[int], request_interval: float) -> List[dict]:
+    rows = []
+    spec = job_spec(job)
+    for steps in steps_list:
+        overrides = {"num_rounds": rounds, "training": {"max_steps_per_epoch": steps}}
+        settings = TrainSettings.from_dict(resolve_spec(spec, overrides)["training"]).replace(num_threads=len(SITES))
+        bare = bare_fedavg(root, settings, rounds)
+        sim = simulated_fedavg(root, os.path.join(work, f"fl_{steps}"), job, {**overrides, "task_request_interval": request_interval}, rounds)
+        row = {
+            "rounds": rounds, "steps_per_round_per_site": steps, "task_request_interval_s": request_interval,
+            "bare_s": round(bare, 1), "simulator_rounds_s": round(sim["rounds_s"], 1),
+            "ratio_rounds": round(sim["rounds_s"] / bare, 3),
+            "per_round_overhead_s": round((sim["rounds_s"] - bare) / rounds, 2),
+            "startup_s": round(sim["startup_s"], 1), "after_rounds_s": round(sim["after_rounds_s"], 1),
+            "simulator_wall_s": round(sim["wall_s"], 1), "ratio_wall": round(sim["wall_s"] / bare, 3),
+        }
+        print(f"[bench] FL overhead: {json.dumps(row)}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
+    entries = resolve_datalist(os.path.join(root, "datalists", f"{SITES[0]}.json"), "training", root)
+    uncached = Dataset(entries, train_transforms(settings))
+    start = time.time()
+    for _ in range(epochs):
+        for item in DataLoader(uncached, batch_size=1):
+            pass
+    uncached_rate = epochs * len(entries) / (time.time() - start)
+    start = time.time()
+    cached = make_dataset(entries, train_transforms(settings), settings.replace(cache_rate=1.0))
+    cache_s = time.time() - start
+    start = time.time()
+    for _ in range(epochs):
+        for item in DataLoader(cached, batch_size=1):
+            pass
+    cached_rate = epochs * len(entries) / (time.time() - start)
+    return {
+        "cases": len(entries), "shape": list(item["image"].shape[2:]), "uncached_cases_per_s": round(uncached_rate, 2),
+        "cache_fill_s": round(cache_s, 1), "cached_cases_per_s": round(cached_rate, 2),
+        "speedup": round(cached_rate / uncached_rate, 1),
+    }
+
+
+def evaluation(root: str, settings: TrainSettings, cases: int = 2) -> dict:
+    entries = resolve_datalist(os.path.join(root, "datalists", f"{SITES[0]}.json"), "training", root)[:cases]
+    engine = SegmentationEngine(settings)
+    loader = DataLoader(Dataset(entries, eval_transforms(settings)), batch_size=1)
+    batches = list(loader)
+    start = time.time()
+    engine.validate(batches)
+    return {"crop": list(settings.crop), "init_filters": settings.init_filters, "cases": len(batches),
+            "shape": list(batches[0]["image"].shape[2:]), "s_per_case": round((time.time() - start) / len(batches), 1),
+            "device": str(engine.device)}
+
+
+def step_rows(crops: List[str], filters: List[int]) -> List[dict]:
+    out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fedbrats_steps_{os.getpid()}.json")
+    cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters), "--out", out]
+    subprocess.run(cmd, check=True)
+    return json.load(open(out))["results"]
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
+        f"Date: {result['date']}",
+        "",
+        "## FL overhead: nvflare simulator (2 sites, -t 2) against the same work in a bare loop",
+        "",
+        "Both do, per round and site: validate the global model, train the local steps, validate the local",
+        "model; the bare loop runs the two sites one after the other in one process with 2 threads, the",
+        "simulator runs them in parallel, one thread each. Round phase: from `Round 0 started` to the last",
+        "`Round N finished` in the server log. After-rounds time includes the final-model scoring and the",
+        "cross-site evaluation of 4 models on both sites.",
+        "",
+        "| task_request_interval (s) | rounds | steps/round/site | bare (s) | simulator rounds (s) | ratio | overhead/round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["fl_overhead"]:
+        lines.append(
+            f"| {r['task_request_interval_s']} | {r['rounds']} | {r['steps_per_round_per_site']} | {r['bare_s']} | "
+            f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_overhead_s']} | {r['startup_s']} | "
+            f"{r['after_rounds_s']} | {r['simulator_wall_s']} |"
+        )
+    lines += ["", "## Training step (random data, batch 1, Dice + 0.1 x VAE loss, Adam)", "",
+              "| device | crop | init_filters | params (M) | s/step | voxels/s | peak RSS (GB) | peak GPU (GB) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in result["steps"]:
+        lines.append(f"| {r['device']} (AMP {r['amp']}, {r['threads']} threads) | {'x'.join(map(str, r['crop']))} | "
+                     f"{r['init_filters']} | {r['params_M']} | {r['s_per_step']} | {r['voxels_per_s']:,} | "
+                     f"{r['peak_rss_GB']} | {r.get('peak_gpu_GB', '-')} |")
+    d = result["data_pipeline"]
+    lines += ["", "## Data pipeline (full-size 240x240x155 synthetic cases, training transforms)", "",
+              f"{d['cases']} cases: uncached {d['uncached_cases_per_s']} cases/s; filling the cache {d['cache_fill_s']} s; "
+              f"cached epochs {d['cached_cases_per_s']} cases/s ({d['speedup']}x).", ""]
+    e = result["evaluation"]
+    lines += ["## Evaluation (sliding window, overlap 0.5, full-size case)", "",
+              f"{e['s_per_case']} s per case of {'x'.join(map(str, e['shape']))} voxels, window {'x'.join(map(str, e['crop']))}, "
+              f"init_filters {e['init_filters']}, {e['device']}.", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work", default="workspace/bench")
+    parser.add_argument("--job", default="brats_fedavg_demo")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 16], help="local steps per round, one run each")
+    parser.add_argument("--request-intervals", type=float, nargs="+", default=[0.2], help="server task_request_interval values")
+    parser.add_argument("--cases", type=int, default=8, help="reduced synthetic cases per site for the FL runs")
+    parser.add_argument("--crops", nargs="+", default=["64,64,64", "96,96,96"])
+    parser.add_argument("--init-filters", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--full-cases", type=int, default=4, help="full-size cases for the data and evaluation figures")
+    parser.add_argument("--eval-crop", type=int, nargs=3, default=[128, 128, 128])
+    parser.add_argument("--eval-filters", type=int, default=16)
+    parser.add_argument("--out", default="workspace/bench/benchmarks.json")
+    parser.add_argument("--markdown", default="docs/benchmarks.md")
+
+
+def run(args: argparse.Namespace) -> None:
+    reduced = ensure_data(os.path.join(args.work, "data_reduced"), args.cases, "reduced")
+    full = ensure_data(os.path.join(args.work, "data_full"), args.full_cases, "full", SITES[:1])
+    result = {"command": " ".join(["fedbrats", "bench"] + sys.argv[2:]), "machine": machine(), "date": dt.date.today().isoformat()}
+    result["fl_overhead"] = [
+        row for interval in args.request_intervals
+        for row in fl_overhead(reduced, os.path.join(args.work, f"interval_{interval}"), args.job, args.rounds, args.steps, interval)
+    ]
+    result["steps"] = step_rows(args.crops, args.init_filters)
+    full_settings = TrainSettings.from_dict({"crop": [128, 128, 128], "init_filters": 8})
+    result["data_pipeline"] = data_pipeline(full, full_settings)
+    print(f"[bench] data pipeline: {json.dumps(result['data_pipeline'])}", flush=True)
+    eval_settings = TrainSettings.from_dict({"crop": args.eval_crop, "init_filters": args.eval_filters})
+    result["evaluation"] = evaluation(full, eval_settings)
+    print(f"[bench] evaluation: {json.dumps(result['evaluation'])}", flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    with open(args.markdown, "w") as f:
+        f.write(to_markdown(result))
+    print(f"[bench] written to {os.path.abspath(args.out)} and {os.path.abspath(args.markdown)}")

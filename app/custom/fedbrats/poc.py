@@ -1,0 +1,203 @@
+"""POC round trip: server and sites as separate FLARE processes on this machine, a submitted job, the report.
+
+Everything lives under one POC folder with its own HOME, so the user's ``~/.nvflare`` is untouched;
+every process started is stopped again, also on failure or Ctrl-C.
+"""
+
+import argparse
+import glob
+import os
+import re
+import signal
+import subprocess
+import time
+from typing import Dict, List, Optional
+
+from .constants import SITE_GRADES
+from .datalist import write_json
+from .fl.site_data import SITE_SETTINGS_FILE
+from .job_builder import build_job
+from .progress import LogFollower
+from .report import write_report
+from .simulate import flare_env, nvflare_command
+from .synthetic.generator import write_sites
+
+class PocSystem:
+    """A POC deployment under ``root``: prepare, start, submit, wait, download, stop."""
+
+    def __init__(self, root: str, sites: List[str]):
+        self.root = os.path.abspath(root)
+        self.sites = sites
+        self.env = flare_env({"HOME": os.path.join(self.root, "home"), "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc")})
+        self.started = False
+
+    def nvflare(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        cmd = [nvflare_command(), *args]
+        done = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {(done.stdout + done.stderr).strip()[-2000:]}")
+        return done.stdout + done.stderr
+
+    def participant_dir(self, name: str) -> str:
+        found = glob.glob(os.path.join(self.root, "poc", "*", "prod_*", name))
+        if not found:
+            raise FileNotFoundError(f"no POC folder of {name} under {self.root}/poc")
+        return found[0]
+
+    def prepare(self) -> None:
+        os.makedirs(self.env["HOME"], exist_ok=True)
+        self.stop()
+        self.nvflare("poc", "prepare", "-c", *self.sites, "--force")
+
+    def set_site_data(self, site: str, data_root: str, datalist: str) -> str:
+        """Write the site-local data setting into ``<site>/local``: the job itself holds no data path."""
+        path = os.path.join(self.participant_dir(site), "local", SITE_SETTINGS_FILE)
+        write_json(path, {"data_root": os.path.abspath(data_root), "datalist": os.path.abspath(datalist)})
+        return path
+
+    def start(self, gpu: Optional[List[str]] = None) -> None:
+        self.started = True
+        args = ["poc", "start", "--timeout", "120", "-ex", "admin@nvidia.com"]
+        self.nvflare(*args + (["-gpu", *gpu] if gpu else []), timeout=300)
+
+    def submit(self, job_dir: str) -> str:
+        out = self.nvflare("job", "submit", "-j", job_dir)
+        match = re.search(r"job_id\W+([0-9a-f-]{8,})", out, re.I) or re.search(r"([0-9a-f]{8}-[0-9a-f-]{27})", out)
+        if not match:
+            raise RuntimeError(f"could not read the job id from: {out.strip()[-500:]}")
+        return match.group(1)
+
+    def wait(self, job_id: str, timeout: float) -> str:
+        """Wait for the job, echoing the progress in the server's and sites' logs; returns the final status."""
+        logs = os.path.join(self.root, "poc", "*", "prod_*", "*", job_id, "log.txt")
+        with LogFollower(logs, "poc"):
+            return self.nvflare("job", "wait", job_id, "--timeout", str(int(timeout)), timeout=timeout + 60, check=False)
+
+    def download(self, job_id: str, out_dir: str) -> str:
+        self.nvflare("job", "download", job_id, "-o", out_dir, "--force")
+        return os.path.join(out_dir, job_id)
+
+    def our_processes(self) -> List[int]:
+        """Pids of processes whose command line or working folder is inside this POC folder."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if self.root in cmdline or cwd.startswith(self.root + os.sep):
+                pids.append(int(entry))
+        return pids
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop the POC services, wait for their processes to exit, kill what remains."""
+        if os.path.isdir(os.path.join(self.root, "poc")):
+            try:
+                self.nvflare("poc", "stop", timeout=120, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.time() + grace
+        while self.our_processes() and time.time() < deadline:
+            time.sleep(1)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.our_processes():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            time.sleep(2)
+        self.started = False
+
+
+def make_site_data(root: str, sites: List[str], cases: int) -> Dict[str, Dict[str, str]]:
+    """One synthetic data root per site (site-1 HGG-like, site-2 LGG-like)."""
+    data = {}
+    for site in sites:
+        site_root = os.path.join(root, site)
+        datalist = os.path.join(site_root, "datalists", f"{site}.json")
+        if not os.path.isfile(datalist):
+            write_sites(site_root, [site], cases, "reduced")
+        data[site] = {"data_root": site_root, "datalist": datalist}
+    return data
+
+
+def round_trip(
+    root: str,
+    job: str = "brats_fedavg_demo",
+    overrides: Optional[dict] = None,
+    site_data: Optional[Dict[str, Dict[str, str]]] = None,
+    cases: int = 8,
+    timeout: float = 1800,
+    gpu: Optional[List[str]] = None,
+) -> dict:
+    """Prepare, start, submit, wait, download, report and stop; returns the report."""
+    start = time.time()
+    sites = sorted(site_data) if site_data else list(SITE_GRADES)
+    poc = PocSystem(root, sites)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for s in previous:
+        signal.signal(s, _raise_interrupt)
+    try:
+        print(f"[poc] 1/6 preparing a POC system with {', '.join(sites)} in {poc.root}", flush=True)
+        poc.prepare()
+        site_data = site_data or make_site_data(os.path.join(poc.root, "data"), sites, cases)
+        for site, d in site_data.items():
+            path = poc.set_site_data(site, d["data_root"], d["datalist"])
+            print(f"[poc]     {site}: data root {d['data_root']} (setting in {path})", flush=True)
+        print("[poc] 2/6 starting server and sites", flush=True)
+        poc.start(gpu)
+        job_dir = build_job(job, os.path.join(poc.root, "jobs"), overrides)
+        job_id = poc.submit(job_dir)
+        print(f"[poc] 3/6 submitted {job_dir} as job {job_id}", flush=True)
+        print(f"[poc] 4/6 waiting for the job (timeout {timeout:.0f} s)", flush=True)
+        status = poc.wait(job_id, timeout)
+        print(f"[poc]     {status.strip().splitlines()[-1] if status.strip() else 'done'}", flush=True)
+        result_dir = poc.download(job_id, os.path.join(poc.root, "results"))
+        print(f"[poc] 5/6 downloaded the result to {result_dir}", flush=True)
+        report = write_report(result_dir, os.path.join(poc.root, "report"))
+        print("[poc] 6/6 cross-site evaluation report\n" + report["markdown"], flush=True)
+        report.update({"job_id": job_id, "result_dir": result_dir, "site_data": site_data, "seconds": time.time() - start})
+        return report
+    finally:
+        print("[poc] stopping server and sites", flush=True)
+        poc.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        print(f"[poc] stopped; logs under {os.path.join(poc.root, 'poc')} (each participant's log.txt)", flush=True)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="workspace/poc", help="POC folder (its own HOME, sites, data, results)")
+    parser.add_argument("--job", default="brats_fedavg_demo")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--cases", type=int, default=8, help="synthetic cases per site when no --site-data is given")
+    parser.add_argument("--site-data", nargs="+", metavar="SITE=ROOT[,DATALIST]",
+                        help="each site's own data root (and datalist); default: synthetic data per site")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--gpu", nargs="+", help="GPU ids for the sites (nvflare poc start -gpu)")
+
+
+def parse_site_data(items: List[str]) -> Dict[str, Dict[str, str]]:
+    out = {}
+    for item in items:
+        site, _, value = item.partition("=")
+        root, _, datalist = value.partition(",")
+        if not site or not root:
+            raise ValueError(f"--site-data expects SITE=ROOT[,DATALIST], got {item!r}")
+        out[site] = {"data_root": root, "datalist": datalist or os.path.join(root, "datalists", f"{site}.json")}
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    site_data = parse_site_data(args.site_data) if args.site_data else None
+    overrides = {"num_rounds": args.rounds, "min_clients": len(site_data) if site_data else None}
+    report = round_trip(args.root, args.job, overrides, site_data, args.cases, args.timeout, args.gpu)
+    print(f"[poc] round trip took {report['seconds']:.0f} s; report: {', '.join(report['paths'])}")

@@ -1,0 +1,56 @@
+"""Show the progress lines of FLARE log files while a run is going."""
+
+import glob
+import re
+import threading
+import time
+from typing import Dict, Pattern
+
+PROGRESS = re.compile(
+    r"(Round \d+ started|round \d+/\d+:|new best global model|scoring the final|on (testing|validation): mean Dice|"
+    r"bad input data|Workflow: \S+ finalizing| ERROR - )"
+)
+
+
+class LogFollower:
+    """Tails every file matching ``pattern`` (files may appear later) and prints lines matching ``PROGRESS``."""
+
+    def __init__(self, pattern: str, label: str, progress: Pattern = PROGRESS):
+        self.pattern, self.label, self.progress = pattern, label, progress
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.start_time = time.time()
+
+    def __enter__(self) -> "LogFollower":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        handles: Dict[str, object] = {}
+        while True:
+            stopping = self.stop_event.is_set()
+            for path in glob.glob(self.pattern):
+                if path not in handles:
+                    handles[path] = open(path, errors="replace")
+            idle = True
+            for handle in handles.values():
+                for line in iter(handle.readline, ""):
+                    idle = False
+                    if self.progress.search(line):
+                        self._show(line)
+            if stopping:
+                break
+            if idle:
+                self.stop_event.wait(0.5)
+        for handle in handles.values():
+            handle.close()
+
+    def _show(self, line: str) -> None:
+        who = re.search(r"identity=([\w.@-]+)", line)
+        name = who.group(1).replace("simulator_server", "server") if who else ""
+        message = line.split("] - ", 1)[-1].strip()
+        print(f"[{self.label} {time.time() - self.start_time:6.1f} s] {name + ': ' if name else ''}{message}", flush=True)

@@ -1,0 +1,70 @@
+"""The complete POC round trip: separate server and site processes, a submitted job, the report."""
+
+import glob
+import os
+
+import pytest
+from builders import write_site
+
+from fedbrats.poc import PocSystem, round_trip
+from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL
+
+SITES = ["site-1", "site-2"]
+TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
+FL_PORT = 8002
+
+
+def listening_ports():
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in open(table).readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.fixture(scope="module")
+def poc_run(tmp_path_factory):
+    if FL_PORT in listening_ports():
+        pytest.skip(f"port {FL_PORT} is already in use by another FLARE system")
+    tmp = str(tmp_path_factory.mktemp("poc"))
+    site_data = {}
+    for k, site in enumerate(SITES):
+        root = os.path.join(tmp, f"hospital-{k + 1}")
+        site_data[site] = {"data_root": root, "datalist": write_site(root, n_train=2, n_val=1, n_test=1 + k, name="list.json")}
+    root = os.path.join(tmp, "poc")
+    try:
+        yield root, round_trip(root, overrides={"num_rounds": 2, "training": TINY}, site_data=site_data, timeout=600)
+    finally:
+        PocSystem(root, SITES).stop(grace=5)
+
+
+def test_report_holds_every_model_and_site_with_weighted_average(poc_run):
+    _, report = poc_run
+    assert [r["model"] for r in report["models"]] == [FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2"]
+    assert report["cases"] == {"site-1": 1, "site-2": 2} and not report["warnings"]
+    for row in report["models"]:
+        s1, s2 = row["sites"]["site-1"], row["sites"]["site-2"]
+        for region in ("TC", "WT", "ET"):
+            assert row["average"][region] == pytest.approx((s1[region] + 2 * s2[region]) / 3)
+    assert report["models"][0]["label"] == "global model after 2 rounds"
+
+
+def test_sites_read_their_own_data_roots(poc_run):
+    root, report = poc_run
+    for site, data in report["site_data"].items():
+        logs = glob.glob(os.path.join(root, "poc", "*", "prod_*", site, report["job_id"], "log.txt"))
+        assert logs, site
+        assert f"data root {data['data_root']}," in open(logs[0]).read()
+    assert report["site_data"]["site-1"]["data_root"] != report["site_data"]["site-2"]["data_root"]
+    assert glob.glob(os.path.join(report["result_dir"], "**", "cross_val_results.json"), recursive=True)
+
+
+def test_nothing_left_running(poc_run):
+    root, _ = poc_run
+    assert PocSystem(root, SITES).our_processes() == []
+    assert FL_PORT not in listening_ports()
+
+
