@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List
 
 import torch
@@ -38,7 +39,12 @@ def ensure_data(root: str, cases: int, size: str, sites: List[str] = SITES) -> s
 
 
 def bare_fedavg(root: str, settings: TrainSettings, rounds: int) -> float:
-    """Seconds for the job's work (per round and site: validate, train, validate) with no FLARE."""
+    """Seconds for the job's work with no FLARE, in one process.
+
+    Per round and site: validate the global model, train, validate the local model; then FedAvg
+    weighted by steps. The two sites run in two threads with one torch thread each, as the
+    simulator's two client processes do.
+    """
     start = time.time()
     engines, loaders = {}, {}
     for site in SITES:
@@ -48,17 +54,21 @@ def bare_fedavg(root: str, settings: TrainSettings, rounds: int) -> float:
             "training": site_loader(datalist, root, "training", settings, train=True),
             "validation": site_loader(datalist, root, "validation", settings, train=False),
         }
+
+    def site_round(site: str, weights: dict):
+        engine = engines[site]
+        engine.set_weights(weights)
+        engine.validate(loaders[site]["validation"])
+        steps = sum(engine.train_epoch(loaders[site]["training"])["steps"] for _ in range(settings.local_epochs))
+        engine.validate(loaders[site]["validation"])
+        return engine.get_weights(), steps
+
     weights = engines[SITES[0]].get_weights()
-    for _ in range(rounds):
-        updates = []
-        for site, engine in engines.items():
-            engine.set_weights(weights)
-            engine.validate(loaders[site]["validation"])
-            steps = sum(engine.train_epoch(loaders[site]["training"])["steps"] for _ in range(settings.local_epochs))
-            engine.validate(loaders[site]["validation"])
-            updates.append((engine.get_weights(), steps))
-        total = sum(n for _, n in updates)
-        weights = {k: sum(w[k].float() * n for w, n in updates) / total for k in weights}
+    with ThreadPoolExecutor(max_workers=len(SITES)) as pool:
+        for _ in range(rounds):
+            updates = list(pool.map(site_round, SITES, [weights] * len(SITES)))
+            total = sum(n for _, n in updates)
+            weights = {k: sum(w[k].float() * n for w, n in updates) / total for k in weights}
     return time.time() - start
 
 
@@ -90,7 +100,7 @@ def fl_overhead(root: str, work: str, job: str, rounds: int, steps_list: List[in
     spec = job_spec(job)
     for steps in steps_list:
         overrides = {"num_rounds": rounds, "training": {"max_steps_per_epoch": steps}}
-        settings = TrainSettings.from_dict(resolve_spec(spec, overrides)["training"]).replace(num_threads=len(SITES))
+        settings = TrainSettings.from_dict(resolve_spec(spec, overrides)["training"])
         bare = bare_fedavg(root, settings, rounds)
         sim = simulated_fedavg(root, os.path.join(work, f"fl_{steps}"), job, {**overrides, "task_request_interval": request_interval}, rounds)
         row = {
@@ -141,9 +151,10 @@ def evaluation(root: str, settings: TrainSettings, cases: int = 2) -> dict:
             "device": str(engine.device)}
 
 
-def step_rows(crops: List[str], filters: List[int]) -> List[dict]:
+def step_rows(crops: List[str], filters: List[int], steps: int, malloc_tuning: bool = True) -> List[dict]:
     out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fedbrats_steps_{os.getpid()}.json")
-    cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters), "--out", out]
+    cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters),
+           "--steps", str(steps), "--out", out] + ([] if malloc_tuning else ["--no-malloc-tuning"])
     subprocess.run(cmd, check=True)
     return json.load(open(out))["results"]
 
@@ -160,8 +171,8 @@ def to_markdown(result: dict) -> str:
         "## FL overhead: nvflare simulator (2 sites, -t 2) against the same work in a bare loop",
         "",
         "Both do, per round and site: validate the global model, train the local steps, validate the local",
-        "model; the bare loop runs the two sites one after the other in one process with 2 threads, the",
-        "simulator runs them in parallel, one thread each. Round phase: from `Round 0 started` to the last",
+        "model. The bare loop runs the two sites in two threads of one process, the simulator in two client",
+        "processes; each site uses one torch thread in both. Round phase: from `Round 0 started` to the last",
         "`Round N finished` in the server log. After-rounds time includes the final-model scoring and the",
         "cross-site evaluation of 4 models on both sites.",
         "",
@@ -175,11 +186,11 @@ def to_markdown(result: dict) -> str:
             f"{r['after_rounds_s']} | {r['simulator_wall_s']} |"
         )
     lines += ["", "## Training step (random data, batch 1, Dice + 0.1 x VAE loss, Adam)", "",
-              "| device | crop | init_filters | params (M) | s/step | voxels/s | peak RSS (GB) | peak GPU (GB) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| device | crop | init_filters | malloc tuning | params (M) | s/step | voxels/s | peak RSS (GB) | peak GPU (GB) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
         lines.append(f"| {r['device']} (AMP {r['amp']}, {r['threads']} threads) | {'x'.join(map(str, r['crop']))} | "
-                     f"{r['init_filters']} | {r['params_M']} | {r['s_per_step']} | {r['voxels_per_s']:,} | "
+                     f"{r['init_filters']} | {'on' if r.get('malloc_tuning', True) else 'off'} | {r['params_M']} | {r['s_per_step']} | {r['voxels_per_s']:,} | "
                      f"{r['peak_rss_GB']} | {r.get('peak_gpu_GB', '-')} |")
     d = result["data_pipeline"]
     lines += ["", "## Data pipeline (full-size 240x240x155 synthetic cases, training transforms)", "",
@@ -197,9 +208,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="brats_fedavg_demo")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 16], help="local steps per round, one run each")
-    parser.add_argument("--request-intervals", type=float, nargs="+", default=[0.2], help="server task_request_interval values")
+    parser.add_argument("--request-intervals", type=float, nargs="+", default=[2.0, 0.2],
+                        help="server task_request_interval values (2.0 is FLARE's default, 0.2 the product's)")
     parser.add_argument("--cases", type=int, default=8, help="reduced synthetic cases per site for the FL runs")
-    parser.add_argument("--crops", nargs="+", default=["64,64,64", "96,96,96"])
+    parser.add_argument("--crops", nargs="+", default=["64,64,64", "224,224,144"])
+    parser.add_argument("--step-count", type=int, default=2, help="timed training steps per crop (after one warm-up)")
     parser.add_argument("--init-filters", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--full-cases", type=int, default=4, help="full-size cases for the data and evaluation figures")
     parser.add_argument("--eval-crop", type=int, nargs=3, default=[128, 128, 128])
@@ -216,7 +229,8 @@ def run(args: argparse.Namespace) -> None:
         row for interval in args.request_intervals
         for row in fl_overhead(reduced, os.path.join(args.work, f"interval_{interval}"), args.job, args.rounds, args.steps, interval)
     ]
-    result["steps"] = step_rows(args.crops, args.init_filters)
+    result["steps"] = step_rows(args.crops, args.init_filters, args.step_count)
+    result["steps"] += step_rows(args.crops[:1], args.init_filters[:1], args.step_count, malloc_tuning=False)
     full_settings = TrainSettings.from_dict({"crop": [128, 128, 128], "init_filters": 8})
     result["data_pipeline"] = data_pipeline(full, full_settings)
     print(f"[bench] data pipeline: {json.dumps(result['data_pipeline'])}", flush=True)
