@@ -53,6 +53,8 @@ class TrainSettings:
         settings = cls(**values)
         if settings.crop_sampling not in CROP_SAMPLING:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, got {settings.crop_sampling!r}")
+        if settings.local_epochs < 1 or settings.batch_size < 1:
+            raise ValueError("local_epochs and batch_size must be at least 1")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
             raise ValueError(f"crop must be 3 sizes of at least 16 voxels, got {settings.crop}")
         return settings

@@ -1,6 +1,7 @@
 """FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.engine`."""
 
 import os
+import time
 from typing import Dict, Optional
 
 import torch
@@ -130,6 +131,7 @@ class BratsExecutor(Executor):
         if global_weights is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
         stop = lambda: abort_signal.triggered  # noqa: E731
+        started = time.time()
         global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         self._log_metrics("global_model", global_metrics, current_round)
         steps = 0
@@ -150,7 +152,7 @@ class BratsExecutor(Executor):
             fl_ctx,
             f"round {current_round + 1}/{total_rounds}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
             f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
-            f"(best {self.best_local:.4f})",
+            f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s",
         )
         weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}
         kind = DataKind.WEIGHTS
