@@ -9,6 +9,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# pip warns about every configured find-links folder that does not exist on this machine; hide that noise
+exec 2> >(grep -v --line-buffered "is ignored: it is neither a file nor a directory" >&2)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if [ -n "${TORCH_SPEC:-}" ]; then
     spec="$TORCH_SPEC"

@@ -6,7 +6,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
 
 
 @pytest.fixture

@@ -3,14 +3,14 @@ import json
 import os
 
 import pytest
-from conftest import REPO, SHARED
+from conftest import REPO
 
 from fedbrats.constants import CENTRAL_SITE, REFERENCE_SPLIT_SIZES, SPLITS
 from fedbrats.datalist import load_datalist, resolve_datalist
 from fedbrats.errors import BratsDataError
 from fedbrats.reference_split import reference_datalists, write_reference_datalists
 
-CASE_TABLE = os.path.join(SHARED, "brats18_cases.tsv")
+CASE_TABLE = os.path.join(REPO, "datalists", "brats18_cases.tsv")
 
 
 def cases(datalist, split):

@@ -77,7 +77,7 @@ def build_job(name_or_path: str, out_dir: str, overrides: Optional[dict] = None)
     app = os.path.join(job_dir, "app")
     write_json(os.path.join(app, "config", SERVER_CONFIG), _server_config(spec))
     write_json(os.path.join(app, "config", CLIENT_CONFIG), _client_config(spec))
-    shutil.copytree(DATALISTS_DIR, os.path.join(app, "config", "datalists"))
+    shutil.copytree(DATALISTS_DIR, os.path.join(app, "config", "datalists"), ignore=shutil.ignore_patterns("*.tsv"))
     shutil.copytree(
         PACKAGE_DIR, os.path.join(app, "custom", "fedbrats"), symlinks=False,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),

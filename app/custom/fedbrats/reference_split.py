@@ -30,7 +30,8 @@ def write_reference_datalists(case_table: str, out_dir: str, seed: int = DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", required=True, help="tab-separated case_id/grade table of BraTS 2018")
+    parser.add_argument("--cases", default="datalists/brats18_cases.tsv",
+                        help="tab-separated case_id/grade table of the 285 BraTS 2018 training cases")
     parser.add_argument("--out", default="datalists", help="output folder (default: datalists)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
