@@ -3,6 +3,7 @@
 import argparse
 import os
 import time
+from typing import Optional
 
 from .constants import SITE_GRADES
 from .job_builder import build_job
@@ -11,7 +12,7 @@ from .simulate import run_simulator, simulator_log, write_site_settings
 from .synthetic.generator import write_sites
 
 
-def quickstart(workspace: str, cases: int, rounds: int, threads: int, job: str = "brats_fedavg_demo") -> dict:
+def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, job: str = "brats_fedavg_demo") -> dict:
     start = time.time()
     sites = list(SITE_GRADES)
     data_root = os.path.join(workspace, "data")
@@ -21,7 +22,7 @@ def quickstart(workspace: str, cases: int, rounds: int, threads: int, job: str =
     else:
         print(f"[quickstart] 1/4 writing {cases} synthetic cases per site to {data_root}", flush=True)
         write_sites(data_root, sites, cases, "reduced")
-    print(f"[quickstart] 2/4 building job {job} ({rounds} rounds)", flush=True)
+    print(f"[quickstart] 2/4 building job {job}", flush=True)
     job_dir = build_job(job, os.path.join(workspace, "jobs"), {"num_rounds": rounds})
     site_data = {s: {"data_root": data_root, "datalist": os.path.join(data_root, "datalists", f"{s}.json")} for s in sites}
     settings = write_site_settings(os.path.join(workspace, "sites.json"), site_data)
@@ -44,7 +45,7 @@ def quickstart(workspace: str, cases: int, rounds: int, threads: int, job: str =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", default="workspace/quickstart")
     parser.add_argument("--cases", type=int, default=8, help="synthetic cases per site")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, help="FL rounds (default: the job's, 6 for the demo)")
     parser.add_argument("--threads", type=int, default=2, help="simulator client threads")
 
 
