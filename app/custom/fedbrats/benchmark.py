@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List
 
-import torch
 from monai.data import DataLoader, Dataset
 
 from .constants import SITE_GRADES
@@ -23,7 +22,7 @@ from .datalist import resolve_datalist
 from .engine import SegmentationEngine
 from .job_builder import build_job, job_spec, resolve_spec
 from .settings import TrainSettings
-from .simulate import run_simulator, simulator_log, write_site_settings
+from .simulate import run_simulator, write_site_settings
 from .step_benchmark import machine
 from .synthetic.generator import write_sites
 from .transforms import eval_transforms, train_transforms

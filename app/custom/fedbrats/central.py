@@ -1,7 +1,6 @@
 """Centralised baseline: train SegResNetVAE on one datalist without FLARE, keep the best model, test it."""
 
 import argparse
-import json
 import os
 import time
 
@@ -13,7 +12,7 @@ from .data import site_loader
 from .datalist import write_json
 from .engine import SegmentationEngine, select_device
 from .model import load_weights
-from .settings import TrainSettings
+from .settings import TrainSettings, add_settings_arguments, settings_overrides
 
 
 def format_metrics(metrics: dict) -> str:
@@ -73,29 +72,6 @@ def train_central(
     return result
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that override :class:`TrainSettings`, shared by every command that trains or evaluates."""
-    parser.add_argument("--settings", help="JSON file of training settings")
-    parser.add_argument("--crop", type=int, nargs=3, help="training crop, e.g. 224 224 144")
-    parser.add_argument("--pixdim", type=float, help="voxel size in mm to resample to")
-    parser.add_argument("--crop-sampling", choices=("random", "tumour"))
-    parser.add_argument("--init-filters", type=int)
-    parser.add_argument("--lr", type=float, dest="learning_rate")
-    parser.add_argument("--cache-rate", type=float)
-    parser.add_argument("--max-steps", type=int, dest="max_steps_per_epoch")
-    parser.add_argument("--num-threads", type=int)
-    parser.add_argument("--seed", type=int)
-
-
-def settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    base = {}
-    if args.settings:
-        with open(args.settings) as f:
-            base = json.load(f)
-    names = ("crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "cache_rate", "max_steps_per_epoch", "num_threads", "seed")
-    return TrainSettings.from_dict(base).replace(**{n: getattr(args, n) for n in names})
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--datalist", required=True, help="e.g. <data-root>/datalists/site-All.json")
@@ -109,6 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     train_central(
-        args.data_root, args.datalist, args.out, settings_from_args(args), args.epochs, args.val_every,
+        args.data_root, args.datalist, args.out, TrainSettings.from_dict(settings_overrides(args)), args.epochs, args.val_every,
         args.max_minutes, args.device,
     )

@@ -10,7 +10,7 @@ import fedbrats
 
 from .constants import SPLITS
 from .datalist import write_json
-from .settings import TrainSettings
+from .settings import TrainSettings, add_settings_arguments, settings_overrides
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(fedbrats.__file__))
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(PACKAGE_DIR)))
@@ -90,15 +90,12 @@ def build_job(name_or_path: str, out_dir: str, overrides: Optional[dict] = None)
 
 
 def overrides_from_args(args: argparse.Namespace) -> Dict:
-    training = {
-        "crop": args.crop, "init_filters": args.init_filters, "local_epochs": args.local_epochs,
-        "max_steps_per_epoch": args.max_steps, "pixdim": args.pixdim, "num_threads": args.num_threads,
-        "cache_rate": args.cache_rate,
-    }
+    training = settings_overrides(args)
+    if args.local_epochs is not None:
+        training["local_epochs"] = args.local_epochs
     return {
         "num_rounds": args.rounds, "min_clients": args.min_clients, "data_root": args.data_root,
-        "eval_split": args.eval_split, "send_weight_diff": args.send_weight_diff or None,
-        "training": {k: v for k, v in training.items() if v is not None},
+        "eval_split": args.eval_split, "send_weight_diff": args.send_weight_diff or None, "training": training,
     }
 
 
@@ -107,16 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="workspace/jobs", help="folder to write the job into")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--min-clients", type=int)
-    parser.add_argument("--crop", type=int, nargs=3)
-    parser.add_argument("--init-filters", type=int)
     parser.add_argument("--local-epochs", type=int)
-    parser.add_argument("--max-steps", type=int, help="cap on training steps per local epoch")
-    parser.add_argument("--pixdim", type=float)
-    parser.add_argument("--num-threads", type=int)
-    parser.add_argument("--cache-rate", type=float)
     parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
+    add_settings_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:

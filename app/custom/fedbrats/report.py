@@ -5,7 +5,7 @@ import glob
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
 from .datalist import write_json

@@ -1,5 +1,7 @@
 """Training settings: the one place where defaults of the model, data pipeline and optimiser live."""
 
+import argparse
+import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Mapping, Tuple
 
@@ -79,3 +81,33 @@ class TrainSettings:
             "blocks_up": list(self.blocks_up),
             "dropout": self.dropout,
         }
+
+
+SETTINGS_FLAGS = (
+    "crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "cache_rate", "max_steps_per_epoch",
+    "num_threads", "seed",
+)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override :class:`TrainSettings`, shared by every command that trains or builds a job."""
+    parser.add_argument("--settings", help="JSON file of training settings")
+    parser.add_argument("--crop", type=int, nargs=3, help="training crop, e.g. 224 224 144")
+    parser.add_argument("--crop-sampling", choices=CROP_SAMPLING)
+    parser.add_argument("--pixdim", type=float, help="voxel size in mm to resample to")
+    parser.add_argument("--init-filters", type=int)
+    parser.add_argument("--lr", type=float, dest="learning_rate")
+    parser.add_argument("--cache-rate", type=float)
+    parser.add_argument("--max-steps", type=int, dest="max_steps_per_epoch", help="cap on training steps per epoch")
+    parser.add_argument("--num-threads", type=int)
+    parser.add_argument("--seed", type=int)
+
+
+def settings_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The settings named on the command line: the ``--settings`` file, then the single flags."""
+    values = {}
+    if args.settings:
+        with open(args.settings) as f:
+            values = json.load(f)
+    values.update({n: getattr(args, n) for n in SETTINGS_FLAGS if getattr(args, n) is not None})
+    return values
