@@ -15,7 +15,7 @@ def test_central_training_command_writes_models_and_metrics(tiny_site, tmp_path,
     assert metrics["test_of_best_model"]["n_cases"] == 1
     assert (out / "best_model.pt").is_file() and (out / "last_model.pt").is_file()
     printed = capsys.readouterr().out
-    assert "[central] epoch 2/2" in printed and "test (best model)" in printed
+    assert "[central] step 4/4 (epoch 2)" in printed and "test (best model)" in printed
 
 
 def test_bad_input_gives_one_clear_error(tiny_site, tmp_path, capsys):

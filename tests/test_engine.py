@@ -4,7 +4,7 @@ import torch
 
 from fedbrats.constants import MEAN_DICE, N_CASES, REGION_METRICS
 from fedbrats.data import site_loader
-from fedbrats.engine import SegmentationEngine, evaluate
+from fedbrats.engine import SegmentationEngine, evaluate, region_masks
 from fedbrats.model import build_model, load_weights
 from fedbrats.settings import TrainSettings
 
@@ -95,3 +95,26 @@ def test_validate_on_whole_volumes_and_reload_weights(tiny_site, tiny_settings, 
     other = load_weights(build_model(tiny_settings), str(path))
     for a, b in zip(other.state_dict().values(), engine.model.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_small_enhancing_tumour_is_dropped_when_asked(tiny_settings):
+    logits = torch.full((2, 3, 8, 8, 8), -10.0)
+    logits[:, :2, :4] = 10.0  # TC and WT: 256 voxels each
+    logits[0, 2, :1, :2, :2] = 10.0  # case 0: ET of 4 voxels
+    logits[1, 2, :2] = 10.0  # case 1: ET of 128 voxels
+    kept = region_masks(logits, tiny_settings)
+    assert kept[:, 2].flatten(1).sum(1).tolist() == [4, 128]
+    dropped = region_masks(logits, tiny_settings.replace(pixdim=2.0, et_min_volume=100.0))  # 8 mm^3 per voxel
+    assert dropped[:, 2].flatten(1).sum(1).tolist() == [0, 128]
+    assert torch.equal(dropped[:, :2], kept[:, :2])
+
+
+def test_step_budget_spans_passes_and_rounds_follow_the_settings(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    loader = site_loader(datalist, root, "training", tiny_settings, train=True)  # 2 cases: 2 steps a pass
+    engine = SegmentationEngine(tiny_settings)
+    assert engine.train_steps(loader, 5)["steps"] == 5
+    assert SegmentationEngine(tiny_settings.replace(local_steps=3)).train_round(loader)["steps"] == 3
+    assert SegmentationEngine(tiny_settings.replace(local_epochs=2)).train_round(loader)["steps"] == 4
+    capped = tiny_settings.replace(local_epochs=3, max_steps_per_epoch=1)
+    assert SegmentationEngine(capped).train_round(loader)["steps"] == 3

@@ -15,9 +15,50 @@ from .model import load_weights
 from .settings import TrainSettings, add_settings_arguments, settings_overrides
 
 
+BEST_MODEL, LAST_MODEL = "best_model.pt", "last_model.pt"
+
+
 def format_metrics(metrics: dict) -> str:
     regions = " ".join(f"{r} {metrics[m]:.4f}" for r, m in zip(REGIONS, REGION_METRICS))
     return f"{regions} mean {metrics[MEAN_DICE]:.4f} ({metrics[N_CASES]} cases)"
+
+
+def fit(
+    engine: SegmentationEngine,
+    train_loader,
+    val_loader,
+    out_dir: str,
+    steps: int,
+    val_every: int,
+    max_minutes: float = 0.0,
+    label: str = "central",
+) -> dict:
+    """Train ``steps`` optimiser steps, validating every ``val_every`` steps; keep the best and the last model.
+
+    Writes ``best_model.pt`` (highest validation mean Dice) and ``last_model.pt`` into ``out_dir``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    best_path, last_path = os.path.join(out_dir, BEST_MODEL), os.path.join(out_dir, LAST_MODEL)
+    steps_per_epoch = max(len(train_loader), 1)
+    settings = engine.settings.to_dict()
+    history, best, done, start = [], -1.0, 0, time.time()
+    while done < steps:
+        train = engine.train_steps(train_loader, min(val_every, steps - done))
+        done += train["steps"]
+        validation = engine.validate(val_loader)
+        minutes = (time.time() - start) / 60
+        history.append({"steps": done, "epoch": round(done / steps_per_epoch, 2), "loss": train["loss"],
+                        "minutes": minutes, "validation": validation})
+        if validation[MEAN_DICE] > best:
+            best = validation[MEAN_DICE]
+            torch.save({"model": engine.get_weights(), "steps": done, "settings": settings}, best_path)
+        print(f"[{label}] step {done}/{steps} (epoch {history[-1]['epoch']:g}) loss {train['loss']:.4f} "
+              f"val {format_metrics(validation)} {minutes:.1f} min", flush=True)
+        if max_minutes and minutes >= max_minutes:
+            print(f"[{label}] stopping after {max_minutes} minutes", flush=True)
+            break
+    torch.save({"model": engine.get_weights(), "steps": done, "settings": settings}, last_path)
+    return {"history": history, "best_validation_mean_dice": best, "steps": done, "minutes": (time.time() - start) / 60}
 
 
 def train_central(
@@ -29,46 +70,23 @@ def train_central(
     val_every: int = 1,
     max_minutes: float = 0.0,
     device: str = "auto",
+    steps: int = 0,
 ) -> dict:
-    """Train for ``epochs`` (or until ``max_minutes``), validating every ``val_every`` epochs."""
+    """Train for ``epochs`` passes (or ``steps`` optimiser steps, or until ``max_minutes``), validating every
+    ``val_every`` epochs, then test the best model on the datalist's testing split."""
     set_determinism(settings.seed)
-    os.makedirs(out_dir, exist_ok=True)
     engine = SegmentationEngine(settings, select_device(device))
     train_loader = site_loader(datalist, data_root, "training", settings, train=True)
     val_loader = site_loader(datalist, data_root, "validation", settings, train=False)
-    best_path, last_path = os.path.join(out_dir, "best_model.pt"), os.path.join(out_dir, "last_model.pt")
-    history, best, start = [], -1.0, time.time()
-    for epoch in range(1, epochs + 1):
-        train = engine.train_epoch(train_loader)
-        row = {"epoch": epoch, "loss": train["loss"], "steps": train["steps"], "minutes": (time.time() - start) / 60}
-        out_of_time = max_minutes and (time.time() - start) / 60 >= max_minutes
-        if epoch % val_every == 0 or epoch == epochs or out_of_time:
-            row["validation"] = engine.validate(val_loader)
-            if row["validation"][MEAN_DICE] > best:
-                best = row["validation"][MEAN_DICE]
-                torch.save({"model": engine.get_weights(), "epoch": epoch, "settings": settings.to_dict()}, best_path)
-            print(f"[central] epoch {epoch}/{epochs} loss {train['loss']:.4f} val {format_metrics(row['validation'])} "
-                  f"{row['minutes']:.1f} min", flush=True)
-        else:
-            print(f"[central] epoch {epoch}/{epochs} loss {train['loss']:.4f} {row['minutes']:.1f} min", flush=True)
-        history.append(row)
-        if out_of_time:
-            print(f"[central] stopping after {max_minutes} minutes", flush=True)
-            break
-    torch.save({"model": engine.get_weights(), "epoch": history[-1]["epoch"], "settings": settings.to_dict()}, last_path)
-    load_weights(engine.model, best_path)
-    test_loader = site_loader(datalist, data_root, "testing", settings, train=False)
-    test = engine.validate(test_loader)
-    result = {
-        "settings": settings.to_dict(),
-        "history": history,
-        "best_validation_mean_dice": best,
-        "test_of_best_model": test,
-        "minutes": (time.time() - start) / 60,
-    }
+    steps_per_epoch = len(train_loader)
+    result = fit(engine, train_loader, val_loader, out_dir, steps or epochs * steps_per_epoch,
+                 val_every * steps_per_epoch, max_minutes)
+    load_weights(engine.model, os.path.join(out_dir, BEST_MODEL))
+    test = engine.validate(site_loader(datalist, data_root, "testing", settings, train=False))
+    result.update({"settings": settings.to_dict(), "test_of_best_model": test})
     write_json(os.path.join(out_dir, "metrics.json"), result)
     print(f"[central] test (best model): {format_metrics(test)}")
-    print(f"[central] outputs in {os.path.abspath(out_dir)}: best_model.pt, last_model.pt, metrics.json")
+    print(f"[central] outputs in {os.path.abspath(out_dir)}: {BEST_MODEL}, {LAST_MODEL}, metrics.json")
     return result
 
 
@@ -77,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datalist", required=True, help="e.g. <data-root>/datalists/site-All.json")
     parser.add_argument("--out", default="workspace/central")
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--val-every", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=0, help="optimiser steps to train instead of --epochs")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every this many epochs")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop training after this many minutes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_settings_arguments(parser)
@@ -86,5 +105,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     train_central(
         args.data_root, args.datalist, args.out, TrainSettings.from_dict(settings_overrides(args)), args.epochs, args.val_every,
-        args.max_minutes, args.device,
+        args.max_minutes, args.device, args.steps,
     )

@@ -14,6 +14,7 @@ COMMANDS = {
     "build-job": ("fedbrats.job_builder", "assemble a runnable FLARE job folder from jobs/<name>.json"),
     "simulate": ("fedbrats.simulate", "run a built job in the nvflare simulator with progress"),
     "report": ("fedbrats.report", "cross-site evaluation report of a finished job"),
+    "study": ("fedbrats.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
     "quickstart": ("fedbrats.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
     "poc": ("fedbrats.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),

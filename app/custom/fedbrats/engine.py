@@ -12,7 +12,7 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
 from monai.metrics import DiceMetric
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS
+from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
 from .data import data_errors
 from .model import build_model, segmentation_logits
 from .settings import TrainSettings
@@ -50,6 +50,15 @@ def configure_cpu(num_threads: int = 0) -> int:
     return num_threads
 
 
+def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss of the sigmoid region outputs (TC, WT, ET are nested, so each is its own binary problem)."""
+    dice = DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
+    if name == "dice":
+        return dice
+    bce = torch.nn.BCEWithLogitsLoss()
+    return lambda logits, labels: dice(logits, labels) + bce(logits, labels)
+
+
 class SegmentationEngine:
     """Model, Dice + VAE loss, Adam and (on CUDA) AMP for one site."""
 
@@ -62,7 +71,7 @@ class SegmentationEngine:
             torch.backends.cudnn.benchmark = True
         self.use_amp = settings.amp and self.device.type == "cuda"
         self.model = build_model(settings).to(self.device)
-        self.loss_fn = DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
+        self.loss_fn = segmentation_loss(settings.loss)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
@@ -73,26 +82,47 @@ class SegmentationEngine:
 
     def train_epoch(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
         """One pass over ``loader`` (at most ``max_steps_per_epoch`` steps); returns mean loss and steps."""
+        return self.train_steps(loader, self.settings.max_steps_per_epoch or math.inf, should_stop, passes=1)
+
+    def train_round(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+        """The local work of one FL round: ``local_steps`` steps, or else ``local_epochs`` passes over ``loader``."""
+        if self.settings.local_steps:
+            return self.train_steps(loader, self.settings.local_steps, should_stop)
+        cap = self.settings.max_steps_per_epoch
+        epochs = self.settings.local_epochs
+        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, passes=epochs)
+
+    def train_steps(
+        self, loader: Iterable, steps: float, should_stop: Callable[[], bool] = lambda: False, passes: float = math.inf
+    ) -> Dict[str, float]:
+        """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``)."""
         self.model.train()
         total = torch.zeros((), device=self.device)
-        steps = 0
-        limit = self.settings.max_steps_per_epoch or math.inf
+        done, passes_done = 0, 0
         with data_errors():
-            for batch in loader:
-                if steps >= limit or should_stop():
+            while done < steps and passes_done < passes and not should_stop():
+                before = done
+                for batch in loader:
+                    if done >= steps or should_stop():
+                        break
+                    total += self._step(batch)
+                    done += 1
+                passes_done += 1
+                if done == before:
                     break
-                images = batch["image"].to(self.device, non_blocking=True)
-                labels = batch["label"].to(self.device, non_blocking=True)
-                self.optimizer.zero_grad(set_to_none=True)
-                with self._autocast():
-                    logits, vae_loss = self.model(images)
-                    loss = self.loss_fn(logits.float(), labels) + self.settings.vae_weight * vae_loss.float()
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                total += loss.detach()
-                steps += 1
-        return {"loss": float(total) / max(steps, 1), "steps": steps}
+        return {"loss": float(total) / max(done, 1), "steps": done}
+
+    def _step(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits, vae_loss = self.model(images)
+            loss = self.loss_fn(logits.float(), labels) + self.settings.vae_weight * vae_loss.float()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
 
     @torch.no_grad()
     def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
@@ -119,6 +149,16 @@ def dice_metrics(dice: torch.Tensor) -> Dict[str, float]:
     return out
 
 
+def region_masks(logits: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
+    """Thresholded sigmoid outputs (batch, TC/WT/ET, ...); an ET smaller than ``et_min_volume`` mm^3 is dropped."""
+    masks = (logits.float().sigmoid() > 0.5).float()
+    if settings.et_min_volume > 0:
+        et = REGIONS.index("ET")
+        volume = masks[:, et].flatten(1).sum(1) * settings.pixdim**3
+        masks[volume < settings.et_min_volume, et] = 0
+    return masks
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -140,12 +180,12 @@ def evaluate(
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 logits = sliding_window_inference(
                     images,
-                    roi_size=settings.crop,
+                    roi_size=settings.window,
                     sw_batch_size=settings.sw_batch_size,
                     predictor=lambda x: segmentation_logits(model, x),
                     overlap=settings.sw_overlap,
                 )
-            metric(y_pred=(logits.float().sigmoid() > 0.5).float(), y=batch["label"].to(device))
+            metric(y_pred=region_masks(logits, settings), y=batch["label"].to(device))
     dice = metric.aggregate() if metric.get_buffer() is not None else torch.zeros((0, len(REGION_METRICS)))
     out = dice_metrics(dice.cpu())
     logger.debug("validated %d cases in %.1f s", out[N_CASES], time.time() - start)

@@ -5,7 +5,7 @@ import glob
 import json
 import os
 import sys
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
 from .datalist import write_json
@@ -80,6 +80,15 @@ def _fmt(value: Optional[float]) -> str:
     return "missing" if value is None else f"{value:.4f}"
 
 
+def region_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> List[str]:
+    """Markdown rows of per-site TC / WT / ET / mean Dice and the case-weighted AVE."""
+    lines = ["| site | TC | WT | ET | mean | cases |", "|---|---|---|---|---|---|"]
+    for site, r in list(sites.items()) + [("AVE", average)]:
+        values = [_fmt(r[k] if r else None) for k in REGIONS + ("mean",)]
+        lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     cases = ", ".join(f"{s} {n if n else 'missing'}" for s, n in report["cases"].items())
     lines = [
@@ -90,11 +99,7 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     for row in report["models"]:
-        lines += [f"## {row['label']}", "", "| site | TC | WT | ET | mean | cases |", "|---|---|---|---|---|---|"]
-        for site, r in list(row["sites"].items()) + [("AVE", row["average"])]:
-            values = [_fmt(r[k] if r else None) for k in REGIONS + ("mean",)]
-            lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
-        lines.append("")
+        lines += [f"## {row['label']}", ""] + region_table(row["sites"], row["average"]) + [""]
     lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
     lines.append("|---" * (len(report["sites"]) + 2) + "|")
     for row in report["models"]:

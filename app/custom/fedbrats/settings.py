@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Mapping, Tuple
 
 CROP_SAMPLING = ("random", "tumour")
+LOSSES = ("dice", "dice_bce")
 
 
 @dataclass
@@ -25,8 +26,13 @@ class TrainSettings:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-5
     vae_weight: float = 0.1
+    loss: str = "dice"
+    """``dice`` (the reference) or ``dice_bce``: Dice plus binary cross-entropy per region, as nnU-Net trains BraTS
+    regions; the voxel-wise term gives small regions such as ET a gradient from the first steps."""
     batch_size: int = 1
     local_epochs: int = 1
+    local_steps: int = 0
+    """Optimiser steps per FL round, across passes over the site's cases; 0 means ``local_epochs`` passes."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch; 0 means a full pass over the training cases."""
     cache_rate: float = 1.0
@@ -36,6 +42,12 @@ class TrainSettings:
     """torch CPU threads; 0 picks one per available core."""
     amp: bool = True
     """Mixed precision, used on CUDA only."""
+    et_min_volume: float = 0.0
+    """Predicted enhancing tumour below this volume (mm^3) is dropped (it stays tumour core), as the top BraTS
+    methods do (nnU-Net, Isensee et al. 2018): most LGG have no ET, where one false voxel scores Dice 0. 0: off."""
+    sw_roi: Tuple[int, ...] = ()
+    """Sliding-window size for validation and inference; empty means the training crop. The network is fully
+    convolutional in eval mode, so a window covering the whole volume (as MONAI's BraTS tutorial does) is valid."""
     sw_batch_size: int = 1
     sw_overlap: float = 0.5
     seed: int = 0
@@ -49,16 +61,20 @@ class TrainSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        for name in ("crop", "blocks_down", "blocks_up"):
+        for name in ("crop", "blocks_down", "blocks_up", "sw_roi"):
             if name in values:
                 values[name] = tuple(int(v) for v in values[name])
         settings = cls(**values)
         if settings.crop_sampling not in CROP_SAMPLING:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, got {settings.crop_sampling!r}")
-        if settings.local_epochs < 1 or settings.batch_size < 1:
-            raise ValueError("local_epochs and batch_size must be at least 1")
+        if settings.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {settings.loss!r}")
+        if settings.local_epochs < 1 or settings.batch_size < 1 or settings.local_steps < 0:
+            raise ValueError("local_epochs and batch_size must be at least 1, local_steps at least 0")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
             raise ValueError(f"crop must be 3 sizes of at least 16 voxels, got {settings.crop}")
+        if settings.sw_roi and (len(settings.sw_roi) != 3 or min(settings.sw_roi) < 16):
+            raise ValueError(f"sw_roi must be empty or 3 sizes of at least 16 voxels, got {settings.sw_roi}")
         return settings
 
     def replace(self, **changes) -> "TrainSettings":
@@ -68,9 +84,14 @@ class TrainSettings:
 
     def to_dict(self) -> Dict[str, Any]:
         values = asdict(self)
-        for name in ("crop", "blocks_down", "blocks_up"):
+        for name in ("crop", "blocks_down", "blocks_up", "sw_roi"):
             values[name] = list(values[name])
         return values
+
+    @property
+    def window(self) -> Tuple[int, ...]:
+        """The sliding-window size used for validation and inference."""
+        return tuple(self.sw_roi) or tuple(self.crop)
 
     def model_kwargs(self) -> Dict[str, Any]:
         """Arguments of :class:`fedbrats.model.BratsSegResNetVAE`."""
@@ -84,8 +105,8 @@ class TrainSettings:
 
 
 SETTINGS_FLAGS = (
-    "crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "cache_rate", "max_steps_per_epoch",
-    "num_threads", "seed",
+    "crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "loss", "batch_size", "cache_rate",
+    "max_steps_per_epoch", "num_threads", "seed",
 )
 
 
@@ -97,6 +118,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixdim", type=float, help="voxel size in mm to resample to")
     parser.add_argument("--init-filters", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
+    parser.add_argument("--loss", choices=LOSSES)
+    parser.add_argument("--batch-size", type=int)
     parser.add_argument("--cache-rate", type=float)
     parser.add_argument("--max-steps", type=int, dest="max_steps_per_epoch", help="cap on training steps per epoch")
     parser.add_argument("--num-threads", type=int)

@@ -134,13 +134,11 @@ class BratsExecutor(Executor):
         started = time.time()
         global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         self._log_metrics("global_model", global_metrics, current_round)
-        steps = 0
-        for epoch in range(self.settings.local_epochs):
-            result = self.engine.train_epoch(self._loader("training", fl_ctx), should_stop=stop)
-            if stop():
-                return make_reply(ReturnCode.TASK_ABORTED)
-            steps += result["steps"]
-            self.writer.add_scalar("train/loss", result["loss"], current_round * self.settings.local_epochs + epoch)
+        result = self.engine.train_round(self._loader("training", fl_ctx), should_stop=stop)
+        if stop():
+            return make_reply(ReturnCode.TASK_ABORTED)
+        steps = result["steps"]
+        self.writer.add_scalar("train/loss", result["loss"], current_round)
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)

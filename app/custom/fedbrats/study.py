@@ -1,0 +1,173 @@
+"""Accuracy study: centralised, FedAvg and local-only training on one synthetic data set, equal step budget.
+
+Every arm takes the same number of optimiser steps, counted over all sites (FedAvg's two sites take half
+each per round, as an epoch of the union equals an epoch of each site), and every arm's final and best
+model is evaluated the same way on every site's test split.
+"""
+
+import argparse
+import json
+import os
+import time
+from typing import Dict, List, Optional
+
+import torch
+from monai.utils import set_determinism
+
+from .central import BEST_MODEL, LAST_MODEL, fit
+from .constants import CENTRAL_SITE, MEAN_DICE, N_CASES, SITE_GRADES
+from .data import site_loader
+from .datalist import write_json
+from .engine import SegmentationEngine, evaluate
+from .fl.model_selector import SELECTION_FILE
+from .job_builder import build_job, job_spec
+from .model import build_model, load_weights
+from .report import site_result, weighted_average
+from .settings import TrainSettings
+from .simulate import run_simulator, write_site_settings
+from .study_report import write_results
+from .synthetic.generator import write_sites
+
+SITES = list(SITE_GRADES)
+FEDAVG = "fedavg"
+ARMS = ("central", FEDAVG) + tuple(f"local-{s}" for s in SITES)
+DONE_FILE = "arm.json"
+
+
+def recipe(job: str = "brats_fedavg_demo") -> TrainSettings:
+    """The CPU recipe: the training settings of the demo job."""
+    return TrainSettings.from_dict(job_spec(job)["training"])
+
+
+def datalist_path(data_root: str, site: str) -> str:
+    return os.path.join(data_root, "datalists", f"{site}.json")
+
+
+def arm_sites(arm: str) -> List[str]:
+    """The sites whose training data an arm sees."""
+    return SITES if arm in ("central", FEDAVG) else [arm[len("local-") :]]
+
+
+def local_arm(arm: str, data_root: str, arm_dir: str, settings: TrainSettings, steps: int, val_every: int) -> dict:
+    """Central (union of every site's cases) or local-only training in one process, no FLARE."""
+    site = CENTRAL_SITE if arm == "central" else arm_sites(arm)[0]
+    set_determinism(settings.seed)
+    engine = SegmentationEngine(settings.replace(num_threads=0))
+    datalist = datalist_path(data_root, site)
+    train = site_loader(datalist, data_root, "training", engine.settings, train=True)
+    val = site_loader(datalist, data_root, "validation", engine.settings, train=False)
+    result = fit(engine, train, val, arm_dir, steps, val_every, label=arm)
+    curve = [{"steps": h["steps"], MEAN_DICE: h["validation"][MEAN_DICE], N_CASES: h["validation"][N_CASES]}
+             for h in result["history"]]
+    return {"curve": curve, "final": os.path.join(arm_dir, LAST_MODEL), "best": os.path.join(arm_dir, BEST_MODEL)}
+
+
+def fedavg_arm(data_root: str, arm_dir: str, settings: TrainSettings, steps: int, rounds: int) -> dict:
+    """FedAvg through FLARE's simulator: each site takes ``steps / (sites x rounds)`` steps per round."""
+    local_steps = steps // (len(SITES) * rounds)
+    overrides = {"num_rounds": rounds, "training": {**settings.to_dict(), "local_steps": local_steps, "num_threads": 1}}
+    job_dir = build_job("brats_fedavg_demo", os.path.join(arm_dir, "jobs"), overrides)
+    site_data = {s: {"data_root": data_root, "datalist": datalist_path(data_root, s)} for s in SITES}
+    site_settings = write_site_settings(os.path.join(arm_dir, "sites.json"), site_data)
+    workspace = os.path.join(arm_dir, "sim")
+    run_simulator(job_dir, workspace, SITES, len(SITES), site_settings)
+    server = os.path.join(workspace, "server", "simulate_job", "app_server")
+    with open(os.path.join(server, SELECTION_FILE)) as f:
+        selection = json.load(f)
+    curve = [{"steps": h["round"] * local_steps * len(SITES), MEAN_DICE: h["score"],
+              N_CASES: sum(s[N_CASES] for s in h["sites"].values())} for h in selection["history"] if h["score"] is not None]
+    return {"curve": curve, "final": os.path.join(server, "FL_global_model.pt"),
+            "best": os.path.join(server, "best_FL_global_model.pt"), "best_round": selection["best_round"]}
+
+
+def test_loaders(data_root: str, settings: TrainSettings) -> Dict[str, object]:
+    return {s: site_loader(datalist_path(data_root, s), data_root, "testing", settings, train=False) for s in SITES}
+
+
+def evaluate_model(path: str, settings: TrainSettings, loaders: Dict[str, object]) -> dict:
+    """Dice of one model file on every site's test split and the case-weighted average."""
+    model = load_weights(build_model(settings), path)
+    per_site = {s: site_result(evaluate(model, loader, settings, torch.device("cpu"))) for s, loader in loaders.items()}
+    return {"sites": per_site, "average": weighted_average(per_site)}
+
+
+def fingerprint(settings: TrainSettings, steps: int, rounds: int, val_every: int, cases: int, seed: int) -> dict:
+    """What a finished arm must match to be reused."""
+    return {"settings": settings.to_dict(), "steps": steps, "rounds": rounds, "val_every": val_every,
+            "cases": cases, "seed": seed}
+
+
+def run_arm(arm: str, data_root: str, out: str, settings: TrainSettings, steps: int, rounds: int, key: dict,
+            loaders: Dict[str, object]) -> dict:
+    """Train and evaluate one arm, or reuse its result when an identical arm has finished before."""
+    arm_dir = os.path.join(out, "arms", arm)
+    done_path = os.path.join(arm_dir, DONE_FILE)
+    if os.path.isfile(done_path):
+        with open(done_path) as f:
+            previous = json.load(f)
+        if previous.get("key") == key:
+            print(f"[study] {arm}: finished before, reusing {done_path}", flush=True)
+            return previous
+    print(f"[study] {arm}: training {steps} steps on {', '.join(arm_sites(arm))}", flush=True)
+    start = time.time()
+    if arm == FEDAVG:
+        trained = fedavg_arm(data_root, arm_dir, settings, steps, rounds)
+    else:
+        trained = local_arm(arm, data_root, arm_dir, settings, steps, key["val_every"])
+    train_minutes = (time.time() - start) / 60
+    print(f"[study] {arm}: evaluating the final and the best model on every site's test split", flush=True)
+    result = {"arm": arm, "key": key, "sites_trained_on": arm_sites(arm), "curve": trained["curve"],
+              "train_minutes": round(train_minutes, 2), "models": {}}
+    for which in ("final", "best"):
+        result["models"][which] = {"path": trained[which], **evaluate_model(trained[which], settings, loaders)}
+    if "best_round" in trained:
+        result["best_round"] = trained["best_round"]
+    result["minutes"] = round((time.time() - start) / 60, 2)
+    write_json(done_path, result)
+    average = result["models"]["final"]["average"]
+    print(f"[study] {arm}: final model AVE mean Dice {average['mean']:.4f} ({result['minutes']:.1f} min)", flush=True)
+    return result
+
+
+def run_study(out: str, docs: str, cases: int, steps: int, rounds: int, seed: int, arms: List[str], command: str,
+              overrides: Optional[dict] = None) -> dict:
+    """Run (or reuse) every arm, then write the tables and the plot into ``docs``; ``overrides`` change the recipe."""
+    start = time.time()
+    data_root = os.path.join(out, "data")
+    if not os.path.isfile(datalist_path(data_root, CENTRAL_SITE)):
+        print(f"[study] writing {cases} synthetic cases per site to {data_root}", flush=True)
+        write_sites(data_root, SITES, cases, "reduced", seed)
+    settings = recipe().replace(seed=seed, **(overrides or {}))
+    val_every = steps // rounds
+    key = fingerprint(settings, steps, rounds, val_every, cases, seed)
+    loaders = test_loaders(data_root, settings)
+    results = {}
+    for k, arm in enumerate(arms, 1):
+        print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
+        results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
+    study = {"command": command, "settings": settings.to_dict(), "steps": steps, "rounds": rounds, "cases_per_site": cases,
+             "seed": seed, "sites": {s: SITE_GRADES[s] for s in SITES}, "arms": results,
+             "minutes": round((time.time() - start) / 60, 1)}
+    paths = write_results(study, docs)
+    print(f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
+          f"{os.path.abspath(out)}", flush=True)
+    return study
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="workspace/study", help="data, models and logs of every arm")
+    parser.add_argument("--docs", default="docs", help="folder for results.md, results.json and the curves PNG")
+    parser.add_argument("--cases", type=int, default=24, help="synthetic cases per site (24: 16 train, 4 val, 4 test)")
+    parser.add_argument("--steps", type=int, default=240, help="optimiser steps per arm, counted over all sites")
+    parser.add_argument("--rounds", type=int, default=10, help="FedAvg rounds; also the validations of every arm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.steps % (len(SITES) * args.rounds):
+        raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
+    command = "fedbrats study " + " ".join(
+        f"--{k} {v}" for k, v in (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", args.seed))
+    )
+    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, args.seed, args.arms, command)

@@ -1,0 +1,121 @@
+"""Tables and the learning-curve plot of an accuracy study (see :mod:`fedbrats.study`)."""
+
+import os
+from typing import List
+
+from .constants import MEAN_DICE, REGIONS
+from .datalist import write_json
+from .report import _fmt, region_table
+
+RESULTS_MD, RESULTS_JSON, CURVES_PNG = "results.md", "results.json", "results_curves.png"
+ARM_LABELS = {
+    "central": "centralised (one model on the union of both sites' training cases)",
+    "fedavg": "FedAvg through FLARE (2 sites)",
+}
+
+
+def arm_label(arm: str) -> str:
+    return ARM_LABELS.get(arm) or f"local-only {arm[len('local-'):]} (its own training cases alone)"
+
+
+def comparison_table(study: dict) -> List[str]:
+    sites = list(study["sites"])
+    header = "| arm | model | " + " | ".join(f"{s} mean" for s in sites) + " | AVE TC | AVE WT | AVE ET | AVE mean |"
+    lines = [header, "|---" * (len(sites) + 6) + "|"]
+    for arm, result in study["arms"].items():
+        for which in ("final", "best"):
+            m = result["models"][which]
+            cells = [_fmt(m["sites"][s]["mean"] if m["sites"][s] else None) for s in sites]
+            avg = m["average"] or {}
+            cells += [_fmt(avg.get(k)) for k in REGIONS + ("mean",)]
+            lines.append(f"| {arm} | {which} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(study: dict) -> List[str]:
+    """The FedAvg targets against the centralised and local-only arms, final models."""
+    arms = study["arms"]
+
+    def final(arm, site=None):
+        m = arms[arm]["models"]["final"]
+        r = m["average"] if site is None else m["sites"][site]
+        return r["mean"] if r else None
+
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    if "central" in arms and "fedavg" in arms:
+        gap = final("central") - final("fedavg")
+        lines.append(f"| FedAvg AVE mean Dice within 0.03 of centralised (aim 0.01) | central {final('central'):.4f}, "
+                     f"FedAvg {final('fedavg'):.4f}: gap {gap:+.4f} | {'yes' if gap <= 0.03 else 'no'} |")
+    last = list(study["sites"])[-1]
+    if f"local-{last}" in arms and "fedavg" in arms:
+        fed, local = final("fedavg", last), final(f"local-{last}", last)
+        lines.append(f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f} "
+                     f"| {'yes' if fed > local else 'no'} |")
+    return lines
+
+
+def plot_curves(study: dict, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for arm, result in study["arms"].items():
+        curve = result["curve"]
+        ax.plot([c["steps"] for c in curve], [c[MEAN_DICE] for c in curve], marker="o", markersize=3, label=arm)
+    ax.set_xlabel("optimiser steps (all sites together)")
+    ax.set_ylabel("validation mean Dice (TC, WT, ET)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Validation Dice against optimiser steps")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def to_markdown(study: dict) -> str:
+    s = study["settings"]
+    sites = ", ".join(f"{site} {grade}-like" for site, grade in study["sites"].items())
+    lines = [
+        "# Accuracy study: centralised vs FedAvg vs local-only",
+        "",
+        f"Command: `{study['command']}` ({study['minutes']} min in all).",
+        "",
+        f"Data: {study['cases_per_site']} synthetic cases per site ({sites}), seed {study['seed']}. "
+        f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
+        f"crop {'x'.join(map(str, s['crop']))} at {s['pixdim']:g} mm, init_filters {s['init_filters']}, "
+        f"loss {s['loss']}, Adam {s['learning_rate']:g}. FedAvg runs {study['rounds']} rounds in FLARE's simulator, "
+        f"each site taking {study['steps'] // (len(study['sites']) * study['rounds'])} steps per round.",
+        "",
+        "Every model is evaluated on every site's test split; AVE is weighted by each site's number of test "
+        "cases. The final model is the one after the last step; the best is the one with the highest validation "
+        "Dice (FedAvg: selected in time from the sites' case-weighted validation Dice).",
+        "",
+        "## Comparison",
+        "",
+    ] + comparison_table(study) + ["", "## Targets", ""] + targets(study) + [
+        "",
+        f"![validation Dice against optimiser steps]({CURVES_PNG})",
+        "",
+        "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
+        "",
+    ]
+    for arm, result in study["arms"].items():
+        for which in ("final", "best"):
+            m = result["models"][which]
+            lines += [f"## {arm}: {which} model", "", f"{arm_label(arm)}; trained in {result['train_minutes']} min.", ""]
+            lines += region_table(m["sites"], m["average"]) + [""]
+    return "\n".join(lines)
+
+
+def write_results(study: dict, docs: str) -> List[str]:
+    os.makedirs(docs, exist_ok=True)
+    paths = [os.path.join(docs, RESULTS_MD), os.path.join(docs, RESULTS_JSON), os.path.join(docs, CURVES_PNG)]
+    with open(paths[0], "w") as f:
+        f.write(to_markdown(study))
+    write_json(paths[1], study)
+    plot_curves(study, paths[2])
+    return paths

@@ -1,0 +1,52 @@
+"""The accuracy study's machinery on a tiny budget: every arm trains, is evaluated and lands in the tables."""
+
+import json
+
+import pytest
+
+from fedbrats.study import ARMS, run_study
+
+TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    result = run_study(str(tmp / "out"), str(tmp / "docs"), cases=4, steps=4, rounds=1, seed=0, arms=list(ARMS),
+                       command="fedbrats study (test)", overrides=TINY)
+    return tmp, result
+
+
+def test_every_arm_is_evaluated_on_every_site(study):
+    tmp, result = study
+    saved = json.load(open(tmp / "docs" / "results.json"))
+    assert list(saved["arms"]) == list(ARMS)
+    for arm in ARMS:
+        for which in ("final", "best"):
+            model = saved["arms"][arm]["models"][which]
+            assert set(model["sites"]) == {"site-1", "site-2"}
+            cases = [r["n_cases"] for r in model["sites"].values()]
+            assert model["average"]["n_cases"] == sum(cases) == 2
+            expected = sum(r["WT"] * r["n_cases"] for r in model["sites"].values()) / sum(cases)
+            assert model["average"]["WT"] == pytest.approx(expected)
+        assert saved["arms"][arm]["curve"][-1]["steps"] == 4
+
+
+def test_tables_and_plot_are_written(study):
+    tmp, _ = study
+    markdown = (tmp / "docs" / "results.md").read_text()
+    assert "## Comparison" in markdown and "## Targets" in markdown
+    for arm in ARMS:
+        assert f"## {arm}: final model" in markdown and f"## {arm}: best model" in markdown
+    png = (tmp / "docs" / "results_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_finished_arms_are_reused(study, capsys):
+    tmp, first = study
+    again = run_study(str(tmp / "out"), str(tmp / "docs2"), cases=4, steps=4, rounds=1, seed=0, arms=list(ARMS),
+                      command="fedbrats study (test)", overrides=TINY)
+    printed = capsys.readouterr().out
+    assert printed.count("finished before, reusing") == len(ARMS)
+    for arm in ARMS:
+        assert again["arms"][arm]["models"] == first["arms"][arm]["models"]
