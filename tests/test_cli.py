@@ -1,7 +1,7 @@
 import json
 import os
 
-from fedbrats.cli import main
+from fedbrats.tools.cli import main
 
 
 def test_central_training_command_writes_models_and_metrics(tiny_site, tmp_path, capsys):

@@ -10,11 +10,11 @@ from builders import write_site
 
 from fedbrats.constants import REGION_METRICS
 from fedbrats.fl.model_selector import SELECTION_FILE
-from fedbrats.job_builder import build_job
+from fedbrats.tools.job_builder import build_job
 from fedbrats.model import build_model, load_weights
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.settings import TrainSettings
-from fedbrats.simulate import run_simulator, simulator_log, write_site_settings
+from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
 
 SITES = ["site-1", "site-2"]
 TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}

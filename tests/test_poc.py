@@ -6,8 +6,8 @@ import os
 import pytest
 from builders import write_site
 
-from fedbrats.poc import PocSystem, round_trip
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL
+from fedbrats.tools.poc import PocSystem, round_trip
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL
 
 SITES = ["site-1", "site-2"]
 TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, to_markdown, write_report
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, to_markdown, write_report
 
 
 def metrics(tc, wt, et, n, split="testing"):

@@ -5,7 +5,7 @@ import os
 import time
 from typing import Optional
 
-from .constants import SITE_GRADES
+from ..constants import SITE_GRADES
 from .job_builder import build_job
 from .report import write_report
 from .simulate import run_simulator, simulator_log, write_site_settings

@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
-from ..datalist import make_datalist, merge_datalists, write_json
+from ...constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
+from ...datalist import make_datalist, merge_datalists, write_json
 from .anatomy import SIZES, deform, tissue_maps
 from .imaging import render, tumour_fractions
 from .tumour import PROFILES, pick_centre, tumour_labels

@@ -7,9 +7,9 @@ import os
 import sys
 from typing import Dict, Optional
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
-from .datalist import write_json
-from .fl.model_selector import SELECTION_FILE
+from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from ..datalist import write_json
+from ..fl.model_selector import SELECTION_FILE
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"

@@ -13,9 +13,9 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from .constants import SITE_GRADES
-from .datalist import write_json
-from .fl.site_data import SITE_SETTINGS_FILE
+from ..constants import SITE_GRADES
+from ..datalist import write_json
+from ..fl.site_data import SITE_SETTINGS_FILE
 from .job_builder import build_job
 from .progress import LogFollower
 from .report import write_report

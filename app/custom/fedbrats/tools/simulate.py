@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from .fl.site_data import SITES_ENV
+from ..fl.site_data import SITES_ENV
 from .progress import LogFollower
 
 

@@ -7,12 +7,12 @@ import time
 import torch
 from monai.utils import set_determinism
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
-from .data import site_loader
-from .datalist import write_json
-from .engine import SegmentationEngine, select_device
-from .model import load_weights
-from .settings import TrainSettings, add_settings_arguments, settings_overrides
+from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from ..data import site_loader
+from ..datalist import write_json
+from ..engine import SegmentationEngine, select_device
+from ..model import load_weights
+from ..settings import TrainSettings, add_settings_arguments, settings_overrides
 
 
 def format_metrics(metrics: dict) -> str:

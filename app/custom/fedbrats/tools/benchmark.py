@@ -16,16 +16,16 @@ from typing import Dict, List
 
 from monai.data import DataLoader, Dataset
 
-from .constants import SITE_GRADES
-from .data import make_dataset, site_loader
-from .datalist import resolve_datalist
-from .engine import SegmentationEngine
+from ..constants import SITE_GRADES
+from ..data import make_dataset, site_loader
+from ..datalist import resolve_datalist
+from ..engine import SegmentationEngine
 from .job_builder import build_job, job_spec, resolve_spec
-from .settings import TrainSettings
+from ..settings import TrainSettings
 from .simulate import run_simulator, write_site_settings
 from .step_benchmark import machine
 from .synthetic.generator import write_sites
-from .transforms import eval_transforms, train_transforms
+from ..transforms import eval_transforms, train_transforms
 
 SITES = list(SITE_GRADES)
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
@@ -172,7 +172,7 @@ def evaluation(root: str, settings: TrainSettings, cases: int = 2) -> dict:
 
 def step_rows(crops: List[str], filters: List[int], steps: int, malloc_tuning: bool = True) -> List[dict]:
     out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fedbrats_steps_{os.getpid()}.json")
-    cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters),
+    cmd = [sys.executable, "-m", "fedbrats.tools.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters),
            "--steps", str(steps), "--out", out] + ([] if malloc_tuning else ["--no-malloc-tuning"])
     subprocess.run(cmd, check=True)
     return json.load(open(out))["results"]

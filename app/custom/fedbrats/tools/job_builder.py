@@ -8,15 +8,15 @@ from typing import Dict, Optional
 
 import fedbrats
 
-from .constants import SPLITS
-from .datalist import write_json
-from .settings import TrainSettings, add_settings_arguments, settings_overrides
+from ..constants import SPLITS
+from ..datalist import write_json
+from ..settings import TrainSettings, add_settings_arguments, settings_overrides
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(fedbrats.__file__))
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(PACKAGE_DIR)))
 APP_CONFIG_DIR = os.path.join(PROJECT_DIR, "app", "config")
 JOBS_DIR = os.path.join(PROJECT_DIR, "jobs")
-DATALISTS_DIR = os.path.join(PROJECT_DIR, "datalists")
+from .package_data import REFERENCE_DATALISTS as DATALISTS_DIR  # noqa: E402
 SERVER_CONFIG, CLIENT_CONFIG = "config_fed_server.json", "config_fed_client.json"
 
 

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from .engine import SegmentationEngine, select_device
-from .settings import TrainSettings
+from ..engine import SegmentationEngine, select_device
+from ..settings import TrainSettings
 
 
 def measure(crop, init_filters: int, steps: int, warmup: int, device: str) -> dict:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for crop in args.crops:
         for filters in args.init_filters:
-            cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--single", "--crops", crop,
+            cmd = [sys.executable, "-m", "fedbrats.tools.cli", "bench-step", "--single", "--crops", crop,
                    "--init-filters", str(filters), "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--device", args.device]
             env = dict(os.environ, FEDBRATS_MALLOC_TUNING="0" if args.no_malloc_tuning else "1")
