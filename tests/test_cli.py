@@ -29,18 +29,3 @@ def test_bad_input_gives_one_clear_error(tiny_site, tmp_path, capsys):
     assert code == 2
     assert err[-1].startswith("fedbrats train: bad input: case Case_003, file ")
     assert err[-1].endswith("Case_003_seg.nii.gz: file not found")
-
-
-def test_build_job_makes_real_copies_with_overrides(tmp_path, capsys):
-    assert main(["build-job", "brats_fedavg", "--out", str(tmp_path), "--rounds", "3", "--crop", "96", "96", "64",
-                 "--eval-split", "validation"]) == 0
-    job = tmp_path / "brats_fedavg"
-    server = json.load(open(job / "app" / "config" / "config_fed_server.json"))
-    client = json.load(open(job / "app" / "config" / "config_fed_client.json"))
-    assert server["num_rounds"] == 3 and server["model"]["args"]["crop"] == [96, 96, 64]
-    assert client["training"]["crop"] == [96, 96, 64] and client["training"]["init_filters"] == 16
-    assert client["eval_split"] == "validation" and client["data_root"] == ""
-    custom = job / "app" / "custom" / "fedbrats"
-    assert (custom / "engine.py").is_file() and not any(p.is_symlink() for p in custom.rglob("*"))
-    assert (job / "app" / "config" / "datalists" / "site-1.json").is_file()
-    assert json.load(open(job / "meta.json"))["min_clients"] == 2

@@ -6,23 +6,11 @@ import os
 import pytest
 from builders import write_site
 
-from fedbrats.tools.poc import PocSystem, round_trip
+from fedbrats.tools.poc import FL_PORT, PocSystem, listening_ports, round_trip
 from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL
 
 SITES = ["site-1", "site-2"]
 TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
-FL_PORT = 8002
-
-
-def listening_ports():
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            for line in open(table).readlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 @pytest.fixture(scope="module")

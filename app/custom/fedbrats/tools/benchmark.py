@@ -20,7 +20,8 @@ from ..constants import SITE_GRADES
 from ..data import make_dataset, site_loader
 from ..datalist import resolve_datalist
 from ..engine import SegmentationEngine
-from .job_builder import build_job, job_spec, resolve_spec
+from .job_builder import build_job
+from .jobs import job_definition
 from ..settings import TrainSettings
 from .simulate import run_simulator, write_site_settings
 from .step_benchmark import machine
@@ -111,10 +112,9 @@ def task_seconds(site_log: str) -> List[float]:
 
 def fl_overhead(root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float]) -> List[dict]:
     rows = []
-    spec = job_spec(job)
     for epochs in epochs_list:
         overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs}}
-        settings = TrainSettings.from_dict(resolve_spec(spec, overrides)["training"])
+        settings = job_definition(job, overrides).settings()
         bare = bare_fedavg(root, settings, rounds)
         for interval in intervals:
             sim = simulated_fedavg(
@@ -187,7 +187,7 @@ def to_markdown(result: dict) -> str:
         f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
         f"Date: {result['date']}",
         "",
-        "## FL overhead: nvflare simulator (2 sites, -t 2) against the same work in a bare loop",
+        "## FL overhead: FLARE simulator (2 sites, 2 threads) against the same work in a bare loop",
         "",
         "Both do, per round and site: validate the global model, train the local steps, validate the local",
         "model. The bare loop runs the two sites in two threads of one process, the simulator in two client",
