@@ -16,12 +16,12 @@ from builders import write_site
 from conftest import REPO
 
 from fedbrats.constants import REGION_METRICS
-from fedbrats.fl.site_data import SITES_ENV
 from fedbrats.fl.model_selector import SELECTION_FILE
-from fedbrats.tools.job_builder import build_job
+from fedbrats.fl.site_data import SITES_ENV
 from fedbrats.model import build_model, load_weights
-from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.settings import TrainSettings
+from fedbrats.tools.job_builder import build_job
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
 
 SITES = ["site-1", "site-2"]

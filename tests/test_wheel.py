@@ -45,7 +45,10 @@ def installed(tmp_path_factory):
 
 def test_the_wheel_is_what_runs(installed):
     python, _, tmp = installed
-    code = "import os, fedbrats.tools.package_data as p; print(p.PACKAGE_DIR); print(len(p.reference_datalists()), os.path.isfile(p.CASE_TABLE))"
+    code = (
+        "import os, fedbrats.tools.package_data as p; print(p.PACKAGE_DIR); "
+        "print(len(p.reference_datalists()), os.path.isfile(p.CASE_TABLE))"
+    )
     where = run([python, "-c", code], tmp)
     package_file, data = where.strip().splitlines()
     assert package_file.startswith(str(tmp / "venv")), package_file

@@ -6,7 +6,6 @@ from typing import Dict, List, Optional
 
 import torch
 from monai.utils import set_determinism
-from torch.utils.tensorboard import SummaryWriter
 from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -15,6 +14,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
+from torch.utils.tensorboard import SummaryWriter
 
 from ..constants import MEAN_DICE, REGION_METRICS, SPLITS
 from ..data import site_loader
@@ -96,7 +96,8 @@ class BratsExecutor(Executor):
         self.engine = SegmentationEngine(self.settings, select_device(self.device))
         self.log_info(
             fl_ctx,
-            f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); device {self.engine.device}, "
+            f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
+            f"device {self.engine.device}, "
             f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
         )
         self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))

@@ -20,13 +20,13 @@ from ..constants import SITE_GRADES
 from ..data import make_dataset, site_loader
 from ..datalist import resolve_datalist
 from ..engine import SegmentationEngine
+from ..settings import TrainSettings
+from ..transforms import eval_transforms, train_transforms
 from .job_builder import build_job
 from .jobs import job_definition
-from ..settings import TrainSettings
 from .simulate import run_simulator, write_site_settings
 from .step_benchmark import machine
 from .synthetic.generator import write_sites
-from ..transforms import eval_transforms, train_transforms
 
 SITES = list(SITE_GRADES)
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
@@ -140,7 +140,7 @@ def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
     uncached = Dataset(entries, train_transforms(settings))
     start = time.time()
     for _ in range(epochs):
-        for item in DataLoader(uncached, batch_size=1):
+        for item in DataLoader(uncached, batch_size=1):  # noqa: B007 (the last item gives the shape)
             pass
     uncached_rate = epochs * len(entries) / (time.time() - start)
     start = time.time()
@@ -148,7 +148,7 @@ def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
     cache_s = time.time() - start
     start = time.time()
     for _ in range(epochs):
-        for item in DataLoader(cached, batch_size=1):
+        for item in DataLoader(cached, batch_size=1):  # noqa: B007
             pass
     cached_rate = epochs * len(entries) / (time.time() - start)
     return {
@@ -199,29 +199,35 @@ def to_markdown(result: dict) -> str:
         "the first, whose tasks also fill the data cache): dispatch, polling, weight transfer, aggregation",
         "and persisting the model.",
         "",
-        "| task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
+        "| task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | "
+        "difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["fl_overhead"]:
         lines.append(
             f"| {r['task_request_interval_s']} | {r['rounds']} | {r['local_epochs']} | {r['bare_s']} | "
-            f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | {r['flare_per_round_s']} | {r['startup_s']} | "
+            f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | "
+            f"{r['flare_per_round_s']} | {r['startup_s']} | "
             f"{r['after_rounds_s']} | {r['simulator_wall_s']} |"
         )
     lines += ["", "## Training step (random data, batch 1, Dice + 0.1 x VAE loss, Adam)", "",
-              "| device | crop | init_filters | malloc tuning | params (M) | s/step | voxels/s | peak RSS (GB) | peak GPU (GB) |",
+              "| device | crop | init_filters | malloc tuning | params (M) | s/step | voxels/s | peak RSS (GB) | "
+              "peak GPU (GB) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
         lines.append(f"| {r['device']} (AMP {r['amp']}, {r['threads']} threads) | {'x'.join(map(str, r['crop']))} | "
-                     f"{r['init_filters']} | {'on' if r.get('malloc_tuning', True) else 'off'} | {r['params_M']} | {r['s_per_step']} | {r['voxels_per_s']:,} | "
+                     f"{r['init_filters']} | {'on' if r.get('malloc_tuning', True) else 'off'} | {r['params_M']} | "
+                     f"{r['s_per_step']} | {r['voxels_per_s']:,} | "
                      f"{r['peak_rss_GB']} | {r.get('peak_gpu_GB', '-')} |")
     d = result["data_pipeline"]
     lines += ["", "## Data pipeline (full-size 240x240x155 synthetic cases, training transforms)", "",
-              f"{d['cases']} cases: uncached {d['uncached_cases_per_s']} cases/s; filling the cache {d['cache_fill_s']} s; "
+              f"{d['cases']} cases: uncached {d['uncached_cases_per_s']} cases/s; "
+              f"filling the cache {d['cache_fill_s']} s; "
               f"cached epochs {d['cached_cases_per_s']} cases/s ({d['speedup']}x).", ""]
     e = result["evaluation"]
     lines += ["## Evaluation (sliding window, overlap 0.5, full-size case)", "",
-              f"{e['s_per_case']} s per case of {'x'.join(map(str, e['shape']))} voxels, window {'x'.join(map(str, e['crop']))}, "
+              f"{e['s_per_case']} s per case of {'x'.join(map(str, e['shape']))} voxels, "
+              f"window {'x'.join(map(str, e['crop']))}, "
               f"init_filters {e['init_filters']}, {e['device']}.", ""]
     return "\n".join(lines + targets(result))
 

@@ -1,4 +1,4 @@
-"""``fedbrats build-job``: export a job of :mod:`fedbrats.tools.jobs` through the recipe as a native FLARE job folder."""
+"""``fedbrats build-job``: export a job of :mod:`fedbrats.tools.jobs` through the recipe as a FLARE job folder."""
 
 import argparse
 import os

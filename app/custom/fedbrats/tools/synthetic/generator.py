@@ -108,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     start = time.time()
     paths = write_sites(args.out, args.sites, args.cases, args.size, args.seed, args.workers)
-    print(f"[synthetic] wrote {args.cases} {args.size} cases per site to {os.path.abspath(args.out)} in {time.time() - start:.1f} s")
+    where = os.path.abspath(args.out)
+    print(f"[synthetic] wrote {args.cases} {args.size} cases per site to {where} in {time.time() - start:.1f} s")
     for site, path in paths.items():
         print(f"[synthetic] datalist {site}: {path}")
