@@ -33,4 +33,6 @@ if ! cmp -s pyproject.toml "$STAMP" || ! .venv/bin/python -c "import fedbrats, p
   "${PIP[@]}" install -e ".[test]"
   cp pyproject.toml "$STAMP"
 fi
-echo "[setup] ready: $(.venv/bin/python -c 'import torch, monai, nvflare; print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")')"
+versions='import torch, monai, nvflare
+print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")'
+echo "[setup] ready: $(.venv/bin/python -c "$versions")"
