@@ -26,8 +26,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" install "$spec"
   fi
 fi
-if ! .venv/bin/python -c "import fedbrats, pytest, nvflare, monai" 2>/dev/null; then
+# (re)install when the project's metadata changed since the last install (entry points, dependencies)
+STAMP=.venv/.fedbrats-pyproject.toml
+if ! cmp -s pyproject.toml "$STAMP" || ! .venv/bin/python -c "import fedbrats, pytest, nvflare, monai" 2>/dev/null; then
   echo "[setup] installing fedbrats and its dependencies into .venv"
   "${PIP[@]}" install -e ".[test]"
+  cp pyproject.toml "$STAMP"
 fi
-echo "[setup] ready: $(.venv/bin/python -c 'import torch, monai, nvflare; print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")')"
+versions='import torch, monai, nvflare
+print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")'
+echo "[setup] ready: $(.venv/bin/python -c "$versions")"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv if needed, then run the whole test suite (arguments go to pytest).
+# Set up .venv if needed, check lint and formatting with ruff, then run the whole test suite
+# (arguments go to pytest).
 # Test workspaces live in a private temporary folder; any FLARE process still running from it
 # when the tests end is stopped, so no server, site or simulator outlives the run.
 set -euo pipefail
@@ -19,4 +20,7 @@ cleanup() {
   rm -rf "$TMPDIR"
 }
 trap cleanup EXIT
+echo "[test] ruff check and ruff format --check"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"

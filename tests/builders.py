@@ -57,4 +57,6 @@ def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="sit
 
 
 def modality_path(root, entry, modality):
-    return os.path.join(root, entry["image"][MODALITIES.index(modality)] if modality != LABEL_SUFFIX else entry["label"])
+    return os.path.join(
+        root, entry["image"][MODALITIES.index(modality)] if modality != LABEL_SUFFIX else entry["label"]
+    )

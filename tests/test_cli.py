@@ -1,14 +1,33 @@
 import json
 import os
 
-from fedbrats.cli import main
+from fedbrats.tools.cli import main
 
 
 def test_central_training_command_writes_models_and_metrics(tiny_site, tmp_path, capsys):
     root, datalist = tiny_site
     out = tmp_path / "central"
-    code = main(["train", "--data-root", root, "--datalist", datalist, "--out", str(out), "--epochs", "2",
-                 "--crop", "32", "32", "32", "--init-filters", "8", "--num-threads", "2"])
+    code = main(
+        [
+            "train",
+            "--data-root",
+            root,
+            "--datalist",
+            datalist,
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--crop",
+            "32",
+            "32",
+            "32",
+            "--init-filters",
+            "8",
+            "--num-threads",
+            "2",
+        ]
+    )
     assert code == 0
     metrics = json.load(open(out / "metrics.json"))
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
@@ -23,24 +42,26 @@ def test_bad_input_gives_one_clear_error(tiny_site, tmp_path, capsys):
     entry = json.load(open(datalist))["validation"][0]
     os.remove(os.path.join(root, entry["label"]))
     out = tmp_path / "central"
-    code = main(["train", "--data-root", root, "--datalist", datalist, "--out", str(out), "--epochs", "1",
-                 "--crop", "32", "32", "32", "--init-filters", "8"])
+    code = main(
+        [
+            "train",
+            "--data-root",
+            root,
+            "--datalist",
+            datalist,
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--crop",
+            "32",
+            "32",
+            "32",
+            "--init-filters",
+            "8",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("fedbrats train: bad input: case Case_003, file ")
     assert err[-1].endswith("Case_003_seg.nii.gz: file not found")
-
-
-def test_build_job_makes_real_copies_with_overrides(tmp_path, capsys):
-    assert main(["build-job", "brats_fedavg", "--out", str(tmp_path), "--rounds", "3", "--crop", "96", "96", "64",
-                 "--eval-split", "validation"]) == 0
-    job = tmp_path / "brats_fedavg"
-    server = json.load(open(job / "app" / "config" / "config_fed_server.json"))
-    client = json.load(open(job / "app" / "config" / "config_fed_client.json"))
-    assert server["num_rounds"] == 3 and server["model"]["args"]["crop"] == [96, 96, 64]
-    assert client["training"]["crop"] == [96, 96, 64] and client["training"]["init_filters"] == 16
-    assert client["eval_split"] == "validation" and client["data_root"] == ""
-    custom = job / "app" / "custom" / "fedbrats"
-    assert (custom / "engine.py").is_file() and not any(p.is_symlink() for p in custom.rglob("*"))
-    assert (job / "app" / "config" / "datalists" / "site-1.json").is_file()
-    assert json.load(open(job / "meta.json"))["min_clients"] == 2

@@ -3,14 +3,12 @@ import json
 import os
 
 import pytest
-from conftest import REPO
 
 from fedbrats.constants import CENTRAL_SITE, REFERENCE_SPLIT_SIZES, SPLITS
 from fedbrats.datalist import load_datalist, resolve_datalist
 from fedbrats.errors import BratsDataError
-from fedbrats.reference_split import reference_datalists, write_reference_datalists
-
-CASE_TABLE = os.path.join(REPO, "datalists", "brats18_cases.tsv")
+from fedbrats.tools.package_data import CASE_TABLE, REFERENCE_DATALISTS
+from fedbrats.tools.reference_split import reference_datalists, write_reference_datalists
 
 
 def cases(datalist, split):
@@ -20,7 +18,7 @@ def cases(datalist, split):
 def test_regenerating_reference_datalists_gives_the_committed_files(tmp_path):
     paths = write_reference_datalists(CASE_TABLE, str(tmp_path))
     for site, path in paths.items():
-        assert filecmp.cmp(path, os.path.join(REPO, "datalists", f"{site}.json"), shallow=False), site
+        assert filecmp.cmp(path, os.path.join(REFERENCE_DATALISTS, f"{site}.json"), shallow=False), site
 
 
 def test_reference_split_sizes_grades_and_disjointness():

@@ -9,7 +9,11 @@ def test_provisioning_project_makes_startup_kits(tmp_path):
     nvflare = os.path.join(os.path.dirname(sys.executable), "nvflare")
     done = subprocess.run(
         [nvflare, "provision", "-p", os.path.join(REPO, "deploy", "project.yml"), "-w", str(tmp_path)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=str(tmp_path), timeout=300,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=str(tmp_path),
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     kits = tmp_path / "fedbrats" / "prod_00"

@@ -1,26 +1,73 @@
-"""Real ``nvflare simulator`` runs of a tiny built job with two sites on different data roots."""
+"""Real simulator runs of a tiny job with two sites on different data roots.
+
+The two-round run exports the job with ``build_job`` and runs it as the product does; the one-round
+run exports it with ``jobs/brats_fedavg_demo/job.py --export`` and runs it with ``nvflare simulator``.
+"""
 
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from builders import write_site
+from conftest import REPO
 
 from fedbrats.constants import REGION_METRICS
 from fedbrats.fl.model_selector import SELECTION_FILE
-from fedbrats.job_builder import build_job
+from fedbrats.fl.site_data import SITES_ENV
 from fedbrats.model import build_model, load_weights
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.settings import TrainSettings
-from fedbrats.simulate import run_simulator, simulator_log, write_site_settings
+from fedbrats.tools.job_builder import build_job
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
+from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
 
 SITES = ["site-1", "site-2"]
 TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
+TINY_FLAGS = [
+    "--crop",
+    "32",
+    "32",
+    "32",
+    "--pixdim",
+    "1",
+    "--init-filters",
+    "8",
+    "--max-steps",
+    "2",
+    "--num-threads",
+    "1",
+]
 
 
-def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False):
+def export_with_job_script(out_dir, rounds):
+    script = os.path.join(REPO, "jobs", "brats_fedavg_demo", "job.py")
+    cmd = [sys.executable, script, "--export", "--export-dir", out_dir, "--rounds", str(rounds), *TINY_FLAGS]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=os.path.dirname(out_dir), timeout=300)
+    return os.path.join(out_dir, "brats_fedavg_demo")
+
+
+def run_nvflare_simulator(job, workspace, settings):
+    """``nvflare simulator`` on an exported job folder as it is; its output goes to the simulator log."""
+    nvflare = os.path.join(os.path.dirname(sys.executable), "nvflare")
+    env = {**os.environ, SITES_ENV: settings, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    cmd = [nvflare, "simulator", job, "-w", workspace, "-c", ",".join(SITES), "-t", "2"]
+    with open(simulator_log(workspace), "w") as log:
+        done = subprocess.run(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            timeout=600,
+        )
+    assert done.returncode == 0, open(simulator_log(workspace)).read()[-3000:]
+
+
+def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False, job_script=False):
     site_data = {}
     for k, site in enumerate(SITES):
         root = os.path.join(tmp, f"data-{site}")
@@ -30,10 +77,13 @@ def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False):
         entry = json.load(open(site_data["site-2"]["datalist"]))["testing"][0]
         with open(os.path.join(site_data["site-2"]["data_root"], entry["image"][0]), "wb") as f:
             f.write(b"corrupt")
-    job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"num_rounds": rounds, "training": TINY})
     settings = write_site_settings(os.path.join(tmp, "sites.json"), site_data)
     workspace = os.path.join(tmp, "sim")
-    run_simulator(job, workspace, SITES, 2, settings, quiet=True)
+    if job_script:
+        run_nvflare_simulator(export_with_job_script(os.path.join(tmp, "jobs"), rounds), workspace, settings)
+    else:
+        job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"num_rounds": rounds, "training": TINY})
+        run_simulator(job, workspace, SITES, 2, settings, quiet=True)
     return workspace, site_data
 
 
@@ -93,7 +143,7 @@ def test_report_average_is_case_weighted(two_round_run, tmp_path):
 
 
 def test_failed_evaluation_shows_as_a_gap(tmp_path):
-    workspace, _ = run_tiny_job(str(tmp_path), rounds=1, corrupt_site2_test_case=True)
+    workspace, _ = run_tiny_job(str(tmp_path), rounds=1, corrupt_site2_test_case=True, job_script=True)
     report = write_report(workspace, str(tmp_path / "report"))
     for row in report["models"]:
         assert row["sites"]["site-2"] is None

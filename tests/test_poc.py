@@ -6,23 +6,11 @@ import os
 import pytest
 from builders import write_site
 
-from fedbrats.poc import PocSystem, round_trip
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL
+from fedbrats.tools.poc import FL_PORT, PocSystem, listening_ports, round_trip
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL
 
 SITES = ["site-1", "site-2"]
 TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
-FL_PORT = 8002
-
-
-def listening_ports():
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            for line in open(table).readlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +21,10 @@ def poc_run(tmp_path_factory):
     site_data = {}
     for k, site in enumerate(SITES):
         root = os.path.join(tmp, f"hospital-{k + 1}")
-        site_data[site] = {"data_root": root, "datalist": write_site(root, n_train=2, n_val=1, n_test=1 + k, name="list.json")}
+        site_data[site] = {
+            "data_root": root,
+            "datalist": write_site(root, n_train=2, n_val=1, n_test=1 + k, name="list.json"),
+        }
     root = os.path.join(tmp, "poc")
     try:
         yield root, round_trip(root, overrides={"num_rounds": 2, "training": TINY}, site_data=site_data, timeout=600)
@@ -66,5 +57,3 @@ def test_nothing_left_running(poc_run):
     root, _ = poc_run
     assert PocSystem(root, SITES).our_processes() == []
     assert FL_PORT not in listening_ports()
-
-

@@ -2,11 +2,18 @@ import json
 
 import pytest
 
-from fedbrats.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, to_markdown, write_report
+from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, to_markdown, write_report
 
 
 def metrics(tc, wt, et, n, split="testing"):
-    return {"val_dice_tc": tc, "val_dice_wt": wt, "val_dice_et": et, "val_mean_dice": (tc + wt + et) / 3, "n_cases": n, "split": split}
+    return {
+        "val_dice_tc": tc,
+        "val_dice_wt": wt,
+        "val_dice_et": et,
+        "val_mean_dice": (tc + wt + et) / 3,
+        "n_cases": n,
+        "split": split,
+    }
 
 
 def reference_results():

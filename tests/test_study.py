@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fedbrats.study import ARMS, run_study
+from fedbrats.tools.study import ARMS, run_study
 
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
 
@@ -12,8 +12,17 @@ TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "b
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
-    result = run_study(str(tmp / "out"), str(tmp / "docs"), cases=4, steps=4, rounds=1, seed=0, arms=list(ARMS),
-                       command="fedbrats study (test)", overrides=TINY)
+    result = run_study(
+        str(tmp / "out"),
+        str(tmp / "docs"),
+        cases=4,
+        steps=4,
+        rounds=1,
+        seed=0,
+        arms=list(ARMS),
+        command="fedbrats study (test)",
+        overrides=TINY,
+    )
     return tmp, result
 
 
@@ -44,8 +53,17 @@ def test_tables_and_plot_are_written(study):
 
 def test_finished_arms_are_reused(study, capsys):
     tmp, first = study
-    again = run_study(str(tmp / "out"), str(tmp / "docs2"), cases=4, steps=4, rounds=1, seed=0, arms=list(ARMS),
-                      command="fedbrats study (test)", overrides=TINY)
+    again = run_study(
+        str(tmp / "out"),
+        str(tmp / "docs2"),
+        cases=4,
+        steps=4,
+        rounds=1,
+        seed=0,
+        arms=list(ARMS),
+        command="fedbrats study (test)",
+        overrides=TINY,
+    )
     printed = capsys.readouterr().out
     assert printed.count("finished before, reusing") == len(ARMS)
     for arm in ARMS:

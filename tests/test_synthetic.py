@@ -7,7 +7,7 @@ import pytest
 
 from fedbrats.constants import MODALITIES
 from fedbrats.datalist import resolve_datalist
-from fedbrats.synthetic.generator import generate_case, split_sizes, write_sites
+from fedbrats.tools.synthetic.generator import generate_case, split_sizes, write_sites
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,17 @@ class TrainSettings:
 
 
 SETTINGS_FLAGS = (
-    "crop", "crop_sampling", "pixdim", "init_filters", "learning_rate", "loss", "batch_size", "cache_rate",
-    "max_steps_per_epoch", "num_threads", "seed",
+    "crop",
+    "crop_sampling",
+    "pixdim",
+    "init_filters",
+    "learning_rate",
+    "loss",
+    "batch_size",
+    "cache_rate",
+    "max_steps_per_epoch",
+    "num_threads",
+    "seed",
 )
 
 

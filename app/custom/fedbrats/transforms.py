@@ -84,7 +84,10 @@ def deterministic_transforms(settings: TrainSettings, with_label: bool = True, p
     modes = ("bilinear", "nearest") if with_label else ("bilinear",)
     chain = [LoadBratsCased(with_label)]
     if with_label:
-        chain += [ConvertToMultiChannelBasedOnBratsClassesd(keys="label"), EnsureTyped(keys="label", dtype=torch.float32)]
+        chain += [
+            ConvertToMultiChannelBasedOnBratsClassesd(keys="label"),
+            EnsureTyped(keys="label", dtype=torch.float32),
+        ]
     chain += [
         Orientationd(keys=keys, axcodes="RAS", labels=None),
         Spacingd(keys=keys, pixdim=(settings.pixdim,) * 3, mode=modes),
@@ -98,7 +101,9 @@ def deterministic_transforms(settings: TrainSettings, with_label: bool = True, p
 def train_transforms(settings: TrainSettings) -> Compose:
     keys = ["image", "label"]
     if settings.crop_sampling == "tumour":
-        crop = RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=settings.crop, pos=1, neg=1, num_samples=1)
+        crop = RandCropByPosNegLabeld(
+            keys=keys, label_key="label", spatial_size=settings.crop, pos=1, neg=1, num_samples=1
+        )
     else:
         crop = RandSpatialCropd(keys=keys, roi_size=settings.crop, random_size=False)
     return Compose(

@@ -2,11 +2,10 @@
 
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from monai.utils import set_determinism
-from torch.utils.tensorboard import SummaryWriter
 from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -15,6 +14,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
+from torch.utils.tensorboard import SummaryWriter
 
 from ..constants import MEAN_DICE, REGION_METRICS, SPLITS
 from ..data import site_loader
@@ -37,6 +37,8 @@ class BratsExecutor(Executor):
     given global model on the validation split.
     """
 
+    _always_serialize_args = ("training", "eval_split", "send_weight_diff")
+
     def __init__(
         self,
         training: Optional[Dict] = None,
@@ -54,8 +56,11 @@ class BratsExecutor(Executor):
         if eval_split not in SPLITS:
             raise ValueError(f"eval_split must be one of {SPLITS}, got {eval_split!r}")
         self.settings = TrainSettings.from_dict(training)
-        self.job_data_root, self.job_datalist = data_root, datalist
-        self.eval_split, self.device_name, self.send_weight_diff = eval_split, device, send_weight_diff
+        # arguments kept under their own names: FLARE's Job API writes them into the job's config
+        self.training, self.data_root, self.datalist = dict(training or {}), data_root, datalist
+        self.eval_split, self.device, self.send_weight_diff = eval_split, device, send_weight_diff
+        self.train_task_name, self.submit_model_task_name = train_task_name, submit_model_task_name
+        self.validate_task_name, self.score_task_name = validate_task_name, score_task_name
         self.tasks = {
             train_task_name: self._train,
             submit_model_task_name: self._submit_model,
@@ -66,6 +71,11 @@ class BratsExecutor(Executor):
         self.loaders = {}
         self.best_local = -1.0
         self.writer = None
+
+    @property
+    def task_names(self) -> List[str]:
+        """The tasks this executor handles, as a job's config lists them."""
+        return list(self.tasks)
 
     def handle_event(self, event_type: str, fl_ctx: FLContext):
         if event_type == EventType.START_RUN:
@@ -78,16 +88,16 @@ class BratsExecutor(Executor):
         workspace = fl_ctx.get_engine().get_workspace()
         job_id = fl_ctx.get_job_id()
         self.app_dir = workspace.get_app_dir(job_id)
-        self.data_root, self.datalist, source = resolve_site_data(
-            site, workspace.get_site_config_dir(), self.job_data_root, self.job_datalist,
-            workspace.get_app_config_dir(job_id),
+        self.site_data_root, self.site_datalist, source = resolve_site_data(
+            site, workspace.get_site_config_dir(), self.data_root, self.datalist, workspace.get_app_config_dir(job_id)
         )
         self.best_model_path = os.path.join(self.app_dir, BEST_LOCAL_MODEL)
         set_determinism(self.settings.seed)
-        self.engine = SegmentationEngine(self.settings, select_device(self.device_name))
+        self.engine = SegmentationEngine(self.settings, select_device(self.device))
         self.log_info(
             fl_ctx,
-            f"data root {self.data_root}, datalist {self.datalist} (from {source}); device {self.engine.device}, "
+            f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
+            f"device {self.engine.device}, "
             f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
         )
         self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
@@ -95,7 +105,10 @@ class BratsExecutor(Executor):
     def _loader(self, split: str, fl_ctx: FLContext):
         if split not in self.loaders:
             self.log_info(fl_ctx, f"preparing {split} cases (cache rate {self.settings.cache_rate})")
-            self.loaders[split] = site_loader(self.datalist, self.data_root, split, self.settings, train=split == "training")
+            train = split == "training"
+            self.loaders[split] = site_loader(
+                self.site_datalist, self.site_data_root, split, self.settings, train=train
+            )
         return self.loaders[split]
 
     def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
@@ -127,55 +140,71 @@ class BratsExecutor(Executor):
     def _train(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
         total_rounds = shareable.get_header(AppConstants.NUM_ROUNDS, "?")
+        # (1) receive the global model
         global_weights = self._receive(shareable, fl_ctx)
         if global_weights is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
         stop = lambda: abort_signal.triggered  # noqa: E731
         started = time.time()
+        # (2) validate it for the server's in-time selection of the best global model
         global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         self._log_metrics("global_model", global_metrics, current_round)
+        # (3) train locally
         result = self.engine.train_round(self._loader("training", fl_ctx), should_stop=stop)
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)
         steps = result["steps"]
         self.writer.add_scalar("train/loss", result["loss"], current_round)
+        # (4) validate the local model and keep the site's best
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)
         self._log_metrics("local_model", local_metrics, current_round)
         if local_metrics[MEAN_DICE] > self.best_local:
             self.best_local = local_metrics[MEAN_DICE]
-            torch.save({"model": self.engine.get_weights(), "round": current_round, "metrics": local_metrics}, self.best_model_path)
+            torch.save(
+                {"model": self.engine.get_weights(), "round": current_round, "metrics": local_metrics},
+                self.best_model_path,
+            )
         self.log_info(
             fl_ctx,
             f"round {current_round + 1}/{total_rounds}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
             f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
             f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s",
         )
+        # (5) send the weights (or their difference) back, with the step count and the global model's Dice
         weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}
         kind = DataKind.WEIGHTS
         if self.send_weight_diff:
             weights = {k: v - global_weights[k] for k, v in weights.items()}
             kind = DataKind.WEIGHT_DIFF
-        dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: global_metrics})
+        dxo = DXO(
+            kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: global_metrics}
+        )
         return dxo.to_shareable()
 
     def _submit_model(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         if not os.path.isfile(self.best_model_path):
-            self.log_error(fl_ctx, f"no best local model at {self.best_model_path}: this site has not trained in this job")
+            self.log_error(
+                fl_ctx, f"no best local model at {self.best_model_path}: this site has not trained in this job"
+            )
             return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
+        # send the site's best local model to the cross-site evaluation
         checkpoint = torch.load(self.best_model_path, map_location="cpu", weights_only=False)
         weights = {k: v.numpy() for k, v in checkpoint["model"].items()}
         return DXO(DataKind.WEIGHTS, data=weights, meta={"round": checkpoint["round"]}).to_shareable()
 
     def _metrics_reply(self, split: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        # (1) receive the model to score
         if self._receive(shareable, fl_ctx) is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
+        # (2) score it on this site's cases
         metrics = self._evaluate(split, fl_ctx, abort_signal)
         if abort_signal.triggered:
             return make_reply(ReturnCode.TASK_ABORTED)
         owner = shareable.get_header(AppConstants.MODEL_OWNER, "global model")
         self.log_info(fl_ctx, f"{owner} on {split}: mean Dice {metrics[MEAN_DICE]:.4f} over {metrics['n_cases']} cases")
+        # (3) send the scores back
         return DXO(DataKind.METRICS, data={**metrics, "split": split}).to_shareable()
 
     def _validate(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:

@@ -17,8 +17,22 @@ class ScoredScatterAndGather(ScatterAndGather):
     last aggregation would otherwise never be scored, and a one-round job would have no best model.
     """
 
-    def __init__(self, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs):
-        super().__init__(**kwargs)
+    _always_serialize_args = (
+        "min_clients",
+        "num_rounds",
+        "aggregator_id",
+        "persistor_id",
+        "shareable_generator_id",
+        "train_task_name",
+        "model_selector_id",
+        "score_task_name",
+    )
+
+    def __init__(
+        self, *args, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs
+    ):
+        # *args with **kwargs: FLARE's Job API then also writes ScatterAndGather's arguments into the job's config
+        super().__init__(*args, **kwargs)
         self.model_selector_id = model_selector_id
         self.score_task_name = score_task_name
 

@@ -80,11 +80,17 @@ class CaseWeightedModelSelector(Widget):
     def score_model(self, model_round: int, scores: Dict[str, Tuple[float, int]], fl_ctx: FLContext) -> bool:
         """Record the case-weighted Dice of the global model used in ``model_round``; True if it is the best."""
         score = weighted_score(scores)
-        entry = {"round": model_round, "score": score, "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()}}
+        entry = {
+            "round": model_round,
+            "score": score,
+            "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()},
+        }
         self.history.append(entry)
         is_best = score is not None and score > self.best_score
         if score is None:
-            self.log_warning(fl_ctx, f"global model of round {model_round} not scored: no site reported validation Dice")
+            self.log_warning(
+                fl_ctx, f"global model of round {model_round} not scored: no site reported validation Dice"
+            )
         elif is_best:
             self.best_score, self.best_round = score, model_round
             self.log_info(fl_ctx, f"new best global model (round {model_round}): case-weighted mean Dice {score:.4f}")
@@ -95,6 +101,9 @@ class CaseWeightedModelSelector(Widget):
 
     def _write(self, fl_ctx: FLContext) -> None:
         app_dir = fl_ctx.get_engine().get_workspace().get_app_dir(fl_ctx.get_job_id())
-        summary = {"best_round": self.best_round, "best_score": self.best_score if self.best_round is not None else None}
+        summary = {
+            "best_round": self.best_round,
+            "best_score": self.best_score if self.best_round is not None else None,
+        }
         with open(os.path.join(app_dir, SELECTION_FILE), "w") as f:
             json.dump({**summary, "history": self.history}, f, indent=2)

@@ -14,16 +14,17 @@ from typing import Dict, List, Optional
 import torch
 from monai.utils import set_determinism
 
+from ..constants import CENTRAL_SITE, MEAN_DICE, N_CASES, SITE_GRADES
+from ..data import site_loader
+from ..datalist import write_json
+from ..engine import SegmentationEngine, evaluate
+from ..fl.model_selector import SELECTION_FILE
+from ..model import build_model, load_weights
+from ..settings import TrainSettings
 from .central import BEST_MODEL, LAST_MODEL, fit
-from .constants import CENTRAL_SITE, MEAN_DICE, N_CASES, SITE_GRADES
-from .data import site_loader
-from .datalist import write_json
-from .engine import SegmentationEngine, evaluate
-from .fl.model_selector import SELECTION_FILE
-from .job_builder import build_job, job_spec
-from .model import build_model, load_weights
+from .job_builder import build_job
+from .jobs import DEMO_JOB, job_definition
 from .report import site_result, weighted_average
-from .settings import TrainSettings
 from .simulate import run_simulator, write_site_settings
 from .study_report import write_results
 from .synthetic.generator import write_sites
@@ -34,9 +35,9 @@ ARMS = ("central", FEDAVG) + tuple(f"local-{s}" for s in SITES)
 DONE_FILE = "arm.json"
 
 
-def recipe(job: str = "brats_fedavg_demo") -> TrainSettings:
+def recipe() -> TrainSettings:
     """The CPU recipe: the training settings of the demo job."""
-    return TrainSettings.from_dict(job_spec(job)["training"])
+    return job_definition(DEMO_JOB).settings()
 
 
 def datalist_path(data_root: str, site: str) -> str:
@@ -57,8 +58,10 @@ def local_arm(arm: str, data_root: str, arm_dir: str, settings: TrainSettings, s
     train = site_loader(datalist, data_root, "training", engine.settings, train=True)
     val = site_loader(datalist, data_root, "validation", engine.settings, train=False)
     result = fit(engine, train, val, arm_dir, steps, val_every, label=arm)
-    curve = [{"steps": h["steps"], MEAN_DICE: h["validation"][MEAN_DICE], N_CASES: h["validation"][N_CASES]}
-             for h in result["history"]]
+    curve = [
+        {"steps": h["steps"], MEAN_DICE: h["validation"][MEAN_DICE], N_CASES: h["validation"][N_CASES]}
+        for h in result["history"]
+    ]
     return {"curve": curve, "final": os.path.join(arm_dir, LAST_MODEL), "best": os.path.join(arm_dir, BEST_MODEL)}
 
 
@@ -66,7 +69,7 @@ def fedavg_arm(data_root: str, arm_dir: str, settings: TrainSettings, steps: int
     """FedAvg through FLARE's simulator: each site takes ``steps / (sites x rounds)`` steps per round."""
     local_steps = steps // (len(SITES) * rounds)
     overrides = {"num_rounds": rounds, "training": {**settings.to_dict(), "local_steps": local_steps, "num_threads": 1}}
-    job_dir = build_job("brats_fedavg_demo", os.path.join(arm_dir, "jobs"), overrides)
+    job_dir = build_job(DEMO_JOB, os.path.join(arm_dir, "jobs"), overrides)
     site_data = {s: {"data_root": data_root, "datalist": datalist_path(data_root, s)} for s in SITES}
     site_settings = write_site_settings(os.path.join(arm_dir, "sites.json"), site_data)
     workspace = os.path.join(arm_dir, "sim")
@@ -74,10 +77,21 @@ def fedavg_arm(data_root: str, arm_dir: str, settings: TrainSettings, steps: int
     server = os.path.join(workspace, "server", "simulate_job", "app_server")
     with open(os.path.join(server, SELECTION_FILE)) as f:
         selection = json.load(f)
-    curve = [{"steps": h["round"] * local_steps * len(SITES), MEAN_DICE: h["score"],
-              N_CASES: sum(s[N_CASES] for s in h["sites"].values())} for h in selection["history"] if h["score"] is not None]
-    return {"curve": curve, "final": os.path.join(server, "FL_global_model.pt"),
-            "best": os.path.join(server, "best_FL_global_model.pt"), "best_round": selection["best_round"]}
+    curve = [
+        {
+            "steps": h["round"] * local_steps * len(SITES),
+            MEAN_DICE: h["score"],
+            N_CASES: sum(s[N_CASES] for s in h["sites"].values()),
+        }
+        for h in selection["history"]
+        if h["score"] is not None
+    ]
+    return {
+        "curve": curve,
+        "final": os.path.join(server, "FL_global_model.pt"),
+        "best": os.path.join(server, "best_FL_global_model.pt"),
+        "best_round": selection["best_round"],
+    }
 
 
 def test_loaders(data_root: str, settings: TrainSettings) -> Dict[str, object]:
@@ -93,12 +107,26 @@ def evaluate_model(path: str, settings: TrainSettings, loaders: Dict[str, object
 
 def fingerprint(settings: TrainSettings, steps: int, rounds: int, val_every: int, cases: int, seed: int) -> dict:
     """What a finished arm must match to be reused."""
-    return {"settings": settings.to_dict(), "steps": steps, "rounds": rounds, "val_every": val_every,
-            "cases": cases, "seed": seed}
+    return {
+        "settings": settings.to_dict(),
+        "steps": steps,
+        "rounds": rounds,
+        "val_every": val_every,
+        "cases": cases,
+        "seed": seed,
+    }
 
 
-def run_arm(arm: str, data_root: str, out: str, settings: TrainSettings, steps: int, rounds: int, key: dict,
-            loaders: Dict[str, object]) -> dict:
+def run_arm(
+    arm: str,
+    data_root: str,
+    out: str,
+    settings: TrainSettings,
+    steps: int,
+    rounds: int,
+    key: dict,
+    loaders: Dict[str, object],
+) -> dict:
     """Train and evaluate one arm, or reuse its result when an identical arm has finished before."""
     arm_dir = os.path.join(out, "arms", arm)
     done_path = os.path.join(arm_dir, DONE_FILE)
@@ -116,8 +144,14 @@ def run_arm(arm: str, data_root: str, out: str, settings: TrainSettings, steps: 
         trained = local_arm(arm, data_root, arm_dir, settings, steps, key["val_every"])
     train_minutes = (time.time() - start) / 60
     print(f"[study] {arm}: evaluating the final and the best model on every site's test split", flush=True)
-    result = {"arm": arm, "key": key, "sites_trained_on": arm_sites(arm), "curve": trained["curve"],
-              "train_minutes": round(train_minutes, 2), "models": {}}
+    result = {
+        "arm": arm,
+        "key": key,
+        "sites_trained_on": arm_sites(arm),
+        "curve": trained["curve"],
+        "train_minutes": round(train_minutes, 2),
+        "models": {},
+    }
     for which in ("final", "best"):
         result["models"][which] = {"path": trained[which], **evaluate_model(trained[which], settings, loaders)}
     if "best_round" in trained:
@@ -129,8 +163,17 @@ def run_arm(arm: str, data_root: str, out: str, settings: TrainSettings, steps: 
     return result
 
 
-def run_study(out: str, docs: str, cases: int, steps: int, rounds: int, seed: int, arms: List[str], command: str,
-              overrides: Optional[dict] = None) -> dict:
+def run_study(
+    out: str,
+    docs: str,
+    cases: int,
+    steps: int,
+    rounds: int,
+    seed: int,
+    arms: List[str],
+    command: str,
+    overrides: Optional[dict] = None,
+) -> dict:
     """Run (or reuse) every arm, then write the tables and the plot into ``docs``; ``overrides`` change the recipe."""
     start = time.time()
     data_root = os.path.join(out, "data")
@@ -145,12 +188,23 @@ def run_study(out: str, docs: str, cases: int, steps: int, rounds: int, seed: in
     for k, arm in enumerate(arms, 1):
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
-    study = {"command": command, "settings": settings.to_dict(), "steps": steps, "rounds": rounds, "cases_per_site": cases,
-             "seed": seed, "sites": {s: SITE_GRADES[s] for s in SITES}, "arms": results,
-             "minutes": round((time.time() - start) / 60, 1)}
+    study = {
+        "command": command,
+        "settings": settings.to_dict(),
+        "steps": steps,
+        "rounds": rounds,
+        "cases_per_site": cases,
+        "seed": seed,
+        "sites": {s: SITE_GRADES[s] for s in SITES},
+        "arms": results,
+        "minutes": round((time.time() - start) / 60, 1),
+    }
     paths = write_results(study, docs)
-    print(f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
-          f"{os.path.abspath(out)}", flush=True)
+    print(
+        f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
+        f"{os.path.abspath(out)}",
+        flush=True,
+    )
     return study
 
 
@@ -168,6 +222,7 @@ def run(args: argparse.Namespace) -> None:
     if args.steps % (len(SITES) * args.rounds):
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
     command = "fedbrats study " + " ".join(
-        f"--{k} {v}" for k, v in (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", args.seed))
+        f"--{k} {v}"
+        for k, v in (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", args.seed))
     )
     run_study(args.out, args.docs, args.cases, args.steps, args.rounds, args.seed, args.arms, command)

@@ -53,4 +53,6 @@ class LogFollower:
         who = re.search(r"identity=([\w.@-]+)", line)
         name = who.group(1).replace("simulator_server", "server") if who else ""
         message = line.split("] - ", 1)[-1].strip()
-        print(f"[{self.label} {time.time() - self.start_time:6.1f} s] {name + ': ' if name else ''}{message}", flush=True)
+        print(
+            f"[{self.label} {time.time() - self.start_time:6.1f} s] {name + ': ' if name else ''}{message}", flush=True
+        )

@@ -4,8 +4,9 @@ import argparse
 import os
 from typing import Dict
 
-from .constants import CENTRAL_SITE, REFERENCE_SPLIT_SIZES, SITE_GRADES
-from .datalist import Datalist, make_datalist, merge_datalists, read_case_table, split_cases, write_json
+from ..constants import CENTRAL_SITE, REFERENCE_SPLIT_SIZES, SITE_GRADES
+from ..datalist import Datalist, make_datalist, merge_datalists, read_case_table, split_cases, write_json
+from .package_data import CASE_TABLE, REFERENCE_DATALISTS
 
 DEFAULT_SEED = 2018
 
@@ -30,9 +31,14 @@ def write_reference_datalists(case_table: str, out_dir: str, seed: int = DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", default="datalists/brats18_cases.tsv",
-                        help="tab-separated case_id/grade table of the 285 BraTS 2018 training cases")
-    parser.add_argument("--out", default="datalists", help="output folder (default: datalists)")
+    parser.add_argument(
+        "--cases",
+        default=CASE_TABLE,
+        help="tab-separated case_id/grade table of the 285 BraTS 2018 training cases (default: the package's)",
+    )
+    parser.add_argument(
+        "--out", default=REFERENCE_DATALISTS, help="output folder (default: the package's reference datalists)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
 

@@ -3,31 +3,38 @@
 import argparse
 import os
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
-from .constants import SITE_GRADES
+from ..constants import SITE_GRADES
 from .job_builder import build_job
+from .jobs import DEMO_JOB, JOBS
 from .report import write_report
 from .simulate import run_simulator, simulator_log, write_site_settings
 from .synthetic.generator import write_sites
 
 
-def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, job: str = "brats_fedavg_demo") -> dict:
+def ensure_synthetic_sites(root: str, sites: List[str], cases: int) -> Dict[str, Dict[str, str]]:
+    """Reduced-size synthetic sites under ``root`` unless already there; each site's data root and datalist."""
+    site_data = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in sites}
+    if all(os.path.isfile(d["datalist"]) for d in site_data.values()):
+        print(f"[synthetic] data already in {root}", flush=True)
+    else:
+        print(f"[synthetic] writing {cases} synthetic cases per site to {root}", flush=True)
+        write_sites(root, sites, cases, "reduced")
+    return site_data
+
+
+def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, job: str = DEMO_JOB) -> dict:
     start = time.time()
     sites = list(SITE_GRADES)
     data_root = os.path.join(workspace, "data")
-    marker = os.path.join(data_root, "datalists", f"{sites[-1]}.json")
-    if os.path.isfile(marker):
-        print(f"[quickstart] 1/4 synthetic data already in {data_root}", flush=True)
-    else:
-        print(f"[quickstart] 1/4 writing {cases} synthetic cases per site to {data_root}", flush=True)
-        write_sites(data_root, sites, cases, "reduced")
+    print(f"[quickstart] 1/4 synthetic sites in {data_root}", flush=True)
+    site_data = ensure_synthetic_sites(data_root, sites, cases)
     print(f"[quickstart] 2/4 building job {job}", flush=True)
     job_dir = build_job(job, os.path.join(workspace, "jobs"), {"num_rounds": rounds})
-    site_data = {s: {"data_root": data_root, "datalist": os.path.join(data_root, "datalists", f"{s}.json")} for s in sites}
     settings = write_site_settings(os.path.join(workspace, "sites.json"), site_data)
     sim_dir = os.path.join(workspace, "simulator")
-    print("[quickstart] 3/4 running the federation in the nvflare simulator", flush=True)
+    print("[quickstart] 3/4 running the federation in FLARE's simulator", flush=True)
     run_simulator(job_dir, sim_dir, sites, threads, settings)
     print("[quickstart] 4/4 cross-site evaluation report", flush=True)
     report = write_report(sim_dir, os.path.join(workspace, "report"))
@@ -44,7 +51,7 @@ def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", default="workspace/quickstart")
-    parser.add_argument("--cases", type=int, default=8, help="synthetic cases per site")
+    parser.add_argument("--cases", type=int, default=JOBS[DEMO_JOB].synthetic_cases, help="synthetic cases per site")
     parser.add_argument("--rounds", type=int, help="FL rounds (default: the job's, 6 for the demo)")
     parser.add_argument("--threads", type=int, default=2, help="simulator client threads")
 

@@ -7,20 +7,37 @@ every process started is stopped again, also on failure or Ctrl-C.
 import argparse
 import glob
 import os
-import re
 import signal
 import subprocess
 import time
 from typing import Dict, List, Optional
 
-from .constants import SITE_GRADES
-from .datalist import write_json
-from .fl.site_data import SITE_SETTINGS_FILE
-from .job_builder import build_job
+from ..constants import SITE_GRADES
+from ..datalist import write_json
+from ..fl.site_data import SITE_SETTINGS_FILE
+from .envs import RunningPocEnv
+from .jobs import DEMO_JOB, JOBS
 from .progress import LogFollower
+from .recipe import BratsRecipe
 from .report import write_report
 from .simulate import flare_env, nvflare_command
 from .synthetic.generator import write_sites
+
+FL_PORT = 8002
+"""Port of a POC system's server (FL and admin traffic)."""
+
+
+def listening_ports() -> set:
+    """TCP ports something listens on, on this machine."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in open(table).readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
 
 class PocSystem:
     """A POC deployment under ``root``: prepare, start, submit, wait, download, stop."""
@@ -28,14 +45,20 @@ class PocSystem:
     def __init__(self, root: str, sites: List[str]):
         self.root = os.path.abspath(root)
         self.sites = sites
-        self.env = flare_env({"HOME": os.path.join(self.root, "home"), "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc")})
+        self.env = flare_env(
+            {"HOME": os.path.join(self.root, "home"), "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc")}
+        )
         self.started = False
 
     def nvflare(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         cmd = [nvflare_command(), *args]
-        done = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {(done.stdout + done.stderr).strip()[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({done.returncode}): {(done.stdout + done.stderr).strip()[-2000:]}"
+            )
         return done.stdout + done.stderr
 
     def participant_dir(self, name: str) -> str:
@@ -45,8 +68,19 @@ class PocSystem:
         return found[0]
 
     def prepare(self) -> None:
+        """A fresh POC system in this folder; one left running here by an earlier round trip is stopped first.
+
+        Refuses when another FLARE system (e.g. the user's own POC) holds the port: it is never stopped.
+        """
         os.makedirs(self.env["HOME"], exist_ok=True)
-        self.stop()
+        if self.our_processes():
+            print(f"[poc]     stopping the POC system left running in {self.root}", flush=True)
+            self.stop()
+        if FL_PORT in listening_ports():
+            raise RuntimeError(
+                f"port {FL_PORT} is in use by another FLARE system on this machine, which fedbrats poc does not "
+                "stop: submit to a running POC system with 'python jobs/<job>/job.py --env poc', or stop it first"
+            )
         self.nvflare("poc", "prepare", "-c", *self.sites, "--force")
 
     def set_site_data(self, site: str, data_root: str, datalist: str) -> str:
@@ -60,18 +94,18 @@ class PocSystem:
         args = ["poc", "start", "--timeout", "120", "-ex", "admin@nvidia.com"]
         self.nvflare(*args + (["-gpu", *gpu] if gpu else []), timeout=300)
 
-    def submit(self, job_dir: str) -> str:
-        out = self.nvflare("job", "submit", "-j", job_dir)
-        match = re.search(r"job_id\W+([0-9a-f-]{8,})", out, re.I) or re.search(r"([0-9a-f]{8}-[0-9a-f-]{27})", out)
-        if not match:
-            raise RuntimeError(f"could not read the job id from: {out.strip()[-500:]}")
-        return match.group(1)
+    def submit(self, recipe: BratsRecipe) -> str:
+        """Export the job into ``<root>/jobs`` and submit it to this running system; returns the job id."""
+        recipe.export(os.path.join(self.root, "jobs"))
+        return recipe.run(RunningPocEnv(os.path.join(self.root, "poc"))).get_job_id()
 
     def wait(self, job_id: str, timeout: float) -> str:
         """Wait for the job, echoing the progress in the server's and sites' logs; returns the final status."""
         logs = os.path.join(self.root, "poc", "*", "prod_*", "*", job_id, "log.txt")
         with LogFollower(logs, "poc"):
-            return self.nvflare("job", "wait", job_id, "--timeout", str(int(timeout)), timeout=timeout + 60, check=False)
+            return self.nvflare(
+                "job", "wait", job_id, "--timeout", str(int(timeout)), timeout=timeout + 60, check=False
+            )
 
     def download(self, job_id: str, out_dir: str) -> str:
         self.nvflare("job", "download", job_id, "-o", out_dir, "--force")
@@ -127,10 +161,10 @@ def make_site_data(root: str, sites: List[str], cases: int) -> Dict[str, Dict[st
 
 def round_trip(
     root: str,
-    job: str = "brats_fedavg_demo",
+    job: str = DEMO_JOB,
     overrides: Optional[dict] = None,
     site_data: Optional[Dict[str, Dict[str, str]]] = None,
-    cases: int = 8,
+    cases: int = JOBS[DEMO_JOB].synthetic_cases,
     timeout: float = 1800,
     gpu: Optional[List[str]] = None,
 ) -> dict:
@@ -150,9 +184,9 @@ def round_trip(
             print(f"[poc]     {site}: data root {d['data_root']} (setting in {path})", flush=True)
         print("[poc] 2/6 starting server and sites", flush=True)
         poc.start(gpu)
-        job_dir = build_job(job, os.path.join(poc.root, "jobs"), overrides)
-        job_id = poc.submit(job_dir)
-        print(f"[poc] 3/6 submitted {job_dir} as job {job_id}", flush=True)
+        recipe = BratsRecipe(job, {**(overrides or {}), "sites": sites})
+        job_id = poc.submit(recipe)
+        print(f"[poc] 3/6 submitted {os.path.join(poc.root, 'jobs', recipe.name)} as job {job_id}", flush=True)
         print(f"[poc] 4/6 waiting for the job (timeout {timeout:.0f} s)", flush=True)
         status = poc.wait(job_id, timeout)
         print(f"[poc]     {status.strip().splitlines()[-1] if status.strip() else 'done'}", flush=True)
@@ -160,7 +194,9 @@ def round_trip(
         print(f"[poc] 5/6 downloaded the result to {result_dir}", flush=True)
         report = write_report(result_dir, os.path.join(poc.root, "report"))
         print("[poc] 6/6 cross-site evaluation report\n" + report["markdown"], flush=True)
-        report.update({"job_id": job_id, "result_dir": result_dir, "site_data": site_data, "seconds": time.time() - start})
+        report.update(
+            {"job_id": job_id, "result_dir": result_dir, "site_data": site_data, "seconds": time.time() - start}
+        )
         return report
     finally:
         print("[poc] stopping server and sites", flush=True)
@@ -176,11 +212,20 @@ def _raise_interrupt(signum, frame):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="workspace/poc", help="POC folder (its own HOME, sites, data, results)")
-    parser.add_argument("--job", default="brats_fedavg_demo")
+    parser.add_argument("--job", default=DEMO_JOB, choices=sorted(JOBS))
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--cases", type=int, default=8, help="synthetic cases per site when no --site-data is given")
-    parser.add_argument("--site-data", nargs="+", metavar="SITE=ROOT[,DATALIST]",
-                        help="each site's own data root (and datalist); default: synthetic data per site")
+    parser.add_argument(
+        "--cases",
+        type=int,
+        default=JOBS[DEMO_JOB].synthetic_cases,
+        help="synthetic cases per site when no --site-data is given",
+    )
+    parser.add_argument(
+        "--site-data",
+        nargs="+",
+        metavar="SITE=ROOT[,DATALIST]",
+        help="each site's own data root (and datalist); default: synthetic data per site",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--gpu", nargs="+", help="GPU ids for the sites (nvflare poc start -gpu)")
 

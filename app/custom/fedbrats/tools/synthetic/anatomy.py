@@ -50,7 +50,10 @@ def tissue_maps(size: str = "full") -> Tuple[Dict[str, np.ndarray], np.ndarray]:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
     folder = template_dir()
     t1 = nib.load(os.path.join(folder, _TEMPLATE.format("t1")))
-    raw = {n: np.asarray(nib.load(os.path.join(folder, _TEMPLATE.format(n))).dataobj, np.float32) / 255.0 for n in ("gm", "wm")}
+    raw = {
+        n: np.asarray(nib.load(os.path.join(folder, _TEMPLATE.format(n))).dataobj, np.float32) / 255.0
+        for n in ("gm", "wm")
+    }
     brain = (np.asarray(t1.dataobj) > 0).astype(np.float32)
     brain = np.clip(ndimage.gaussian_filter(brain, 0.7), 0, 1)
     maps = {"brain": brain, "gm": raw["gm"] * brain, "wm": raw["wm"] * brain}

@@ -5,20 +5,20 @@ import importlib
 import logging
 import sys
 
-from .errors import BratsDataError
+from ..errors import BratsDataError
 
 COMMANDS = {
-    "synthetic": ("fedbrats.synthetic.generator", "write synthetic BraTS-like sites and their datalists"),
-    "datalists": ("fedbrats.reference_split", "make the reference site datalists of BraTS 2018"),
-    "train": ("fedbrats.central", "train one datalist without FLARE (centralised baseline)"),
-    "build-job": ("fedbrats.job_builder", "assemble a runnable FLARE job folder from jobs/<name>.json"),
-    "simulate": ("fedbrats.simulate", "run a built job in the nvflare simulator with progress"),
-    "report": ("fedbrats.report", "cross-site evaluation report of a finished job"),
-    "study": ("fedbrats.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
-    "quickstart": ("fedbrats.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
-    "poc": ("fedbrats.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
-    "bench": ("fedbrats.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
-    "bench-step": ("fedbrats.step_benchmark", "training step time and peak memory per crop"),
+    "synthetic": ("fedbrats.tools.synthetic.generator", "write synthetic BraTS-like sites and their datalists"),
+    "datalists": ("fedbrats.tools.reference_split", "make the reference site datalists of BraTS 2018"),
+    "train": ("fedbrats.tools.central", "train one datalist without FLARE (centralised baseline)"),
+    "build-job": ("fedbrats.tools.job_builder", "export a job through the recipe as a native FLARE job folder"),
+    "simulate": ("fedbrats.tools.simulate", "run an exported job in FLARE's simulator with progress"),
+    "report": ("fedbrats.tools.report", "cross-site evaluation report of a finished job"),
+    "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
+    "quickstart": ("fedbrats.tools.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
+    "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
+    "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
+    "bench-step": ("fedbrats.tools.step_benchmark", "training step time and peak memory per crop"),
 }
 
 

@@ -1,4 +1,9 @@
-"""Run a built job with the ``nvflare simulator`` CLI, showing rounds as they go."""
+"""Run an exported job in FLARE's simulator, showing rounds as they go.
+
+The simulator runs as FLARE's own ``SimEnv`` runs it (``python -m nvflare.private.fed.app.simulator.simulator``,
+not the deprecated ``nvflare simulator`` command), in a session of its own so that every process it
+starts is stopped at the end.
+"""
 
 import argparse
 import contextlib
@@ -10,8 +15,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from .fl.site_data import SITES_ENV
+from ..fl.site_data import SITES_ENV
 from .progress import LogFollower
+
+SIMULATOR = "nvflare.private.fed.app.simulator.simulator"
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -71,7 +78,7 @@ def run_simulator(
     """Run the simulator to completion; its full log goes to ``<workspace>.log`` (the simulator
     empties its workspace when it starts). Returns the wall time in seconds."""
     os.makedirs(workspace, exist_ok=True)
-    cmd = [nvflare_command(), "simulator", job_dir, "-w", workspace, "-c", ",".join(sites), "-t", str(threads)]
+    cmd = [sys.executable, "-m", SIMULATOR, job_dir, "-w", workspace, "-c", ",".join(sites), "-t", str(threads)]
     if gpu:
         cmd += ["-gpu", gpu]
     env = flare_env({SITES_ENV: site_settings} if site_settings else None)
@@ -79,7 +86,12 @@ def run_simulator(
     start = time.time()
     print(f"[simulator] {' '.join(cmd)}\n[simulator] full log: {log_path}", flush=True)
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
         start_new_session=True,
     )
     logs = os.path.join(os.path.abspath(workspace), "*", "log.txt")
@@ -91,17 +103,19 @@ def run_simulator(
     finally:
         stop_process_group(proc)
     if code != 0:
-        raise RuntimeError(f"nvflare simulator exited with {code}; see {log_path}")
+        raise RuntimeError(f"the simulator exited with {code}; see {log_path}")
     return time.time() - start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", help="built job folder (see build-job)")
+    parser.add_argument("job", help="exported job folder (build-job, or a job.py's --export)")
     parser.add_argument("--workspace", "-w", default="workspace/sim")
     parser.add_argument("--sites", nargs="+", default=["site-1", "site-2"])
     parser.add_argument("--threads", "-t", type=int, default=2)
-    parser.add_argument("--data-root", help="one data root for all sites; datalists: <root>/datalists/<site>.json, else the job's")
-    parser.add_argument("--gpu", help="GPU ids for the clients, as nvflare simulator -gpu, e.g. 0,1")
+    parser.add_argument(
+        "--data-root", help="one data root for all sites; datalists: <root>/datalists/<site>.json, else the job's"
+    )
+    parser.add_argument("--gpu", help="GPU ids for the clients, e.g. 0,1 (site-1 on GPU 0, site-2 on GPU 1)")
 
 
 def run(args: argparse.Namespace) -> None:

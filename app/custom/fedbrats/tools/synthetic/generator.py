@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
-from ..datalist import make_datalist, merge_datalists, write_json
+from ...constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
+from ...datalist import make_datalist, merge_datalists, write_json
 from .anatomy import SIZES, deform, tissue_maps
 from .imaging import render, tumour_fractions
 from .tumour import PROFILES, pick_centre, tumour_labels
@@ -77,7 +77,9 @@ def write_sites(
     start = time.time()
     done: Dict[str, List[str]] = {s: [] for s in sites}
     # spawn, not fork: a forked child of a process whose torch thread pool is running can hang
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+    ) as pool:
         for job, cid in zip(jobs, pool.map(write_case, *zip(*jobs))):
             done[job[1]].append(cid)
             count = sum(len(v) for v in done.values())
@@ -100,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="data root to write (BraTS 2018 layout)")
     parser.add_argument("--sites", nargs="+", default=list(SITE_GRADES), help="sites to make (site-1 HGG, site-2 LGG)")
     parser.add_argument("--cases", type=int, default=8, help="cases per site (default 8)")
-    parser.add_argument("--size", choices=sorted(SIZES), default="reduced", help="full 240x240x155 at 1 mm or reduced 2 mm")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default="reduced", help="full 240x240x155 at 1 mm or reduced 2 mm"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
 
@@ -108,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     start = time.time()
     paths = write_sites(args.out, args.sites, args.cases, args.size, args.seed, args.workers)
-    print(f"[synthetic] wrote {args.cases} {args.size} cases per site to {os.path.abspath(args.out)} in {time.time() - start:.1f} s")
+    where = os.path.abspath(args.out)
+    print(f"[synthetic] wrote {args.cases} {args.size} cases per site to {where} in {time.time() - start:.1f} s")
     for site, path in paths.items():
         print(f"[synthetic] datalist {site}: {path}")

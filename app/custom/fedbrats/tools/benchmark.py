@@ -16,16 +16,17 @@ from typing import Dict, List
 
 from monai.data import DataLoader, Dataset
 
-from .constants import SITE_GRADES
-from .data import make_dataset, site_loader
-from .datalist import resolve_datalist
-from .engine import SegmentationEngine
-from .job_builder import build_job, job_spec, resolve_spec
-from .settings import TrainSettings
+from ..constants import SITE_GRADES
+from ..data import make_dataset, site_loader
+from ..datalist import resolve_datalist
+from ..engine import SegmentationEngine
+from ..settings import TrainSettings
+from ..transforms import eval_transforms, train_transforms
+from .job_builder import build_job
+from .jobs import job_definition
 from .simulate import run_simulator, write_site_settings
 from .step_benchmark import machine
 from .synthetic.generator import write_sites
-from .transforms import eval_transforms, train_transforms
 
 SITES = list(SITE_GRADES)
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
@@ -99,8 +100,11 @@ def simulated_fedavg(root: str, work: str, job: str, overrides: dict, rounds: in
     durations = [e - b for b, e in zip(starts, ends)]
     flare = [d - max(t[r] for t in tasks.values()) for r, d in enumerate(durations)]
     return {
-        "wall_s": wall, "startup_s": starts[0] - start, "rounds_s": ends[-1] - starts[0],
-        "after_rounds_s": start + wall - ends[-1], "flare_per_round_s": sum(flare[1:]) / max(len(flare) - 1, 1),
+        "wall_s": wall,
+        "startup_s": starts[0] - start,
+        "rounds_s": ends[-1] - starts[0],
+        "after_rounds_s": start + wall - ends[-1],
+        "flare_per_round_s": sum(flare[1:]) / max(len(flare) - 1, 1),
     }
 
 
@@ -109,26 +113,35 @@ def task_seconds(site_log: str) -> List[float]:
     return [float(m.group(1)) for m in re.finditer(r"round \d+/\d+: .*; task ([\d.]+) s", open(site_log).read())]
 
 
-def fl_overhead(root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float]) -> List[dict]:
+def fl_overhead(
+    root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float]
+) -> List[dict]:
     rows = []
-    spec = job_spec(job)
     for epochs in epochs_list:
         overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs}}
-        settings = TrainSettings.from_dict(resolve_spec(spec, overrides)["training"])
+        settings = job_definition(job, overrides).settings()
         bare = bare_fedavg(root, settings, rounds)
         for interval in intervals:
             sim = simulated_fedavg(
-                root, os.path.join(work, f"epochs{epochs}_interval{interval}"), job,
-                {**overrides, "task_request_interval": interval}, rounds,
+                root,
+                os.path.join(work, f"epochs{epochs}_interval{interval}"),
+                job,
+                {**overrides, "task_request_interval": interval},
+                rounds,
             )
             row = {
-                "rounds": rounds, "local_epochs": epochs, "task_request_interval_s": interval,
-                "bare_s": round(bare, 1), "simulator_rounds_s": round(sim["rounds_s"], 1),
+                "rounds": rounds,
+                "local_epochs": epochs,
+                "task_request_interval_s": interval,
+                "bare_s": round(bare, 1),
+                "simulator_rounds_s": round(sim["rounds_s"], 1),
                 "ratio_rounds": round(sim["rounds_s"] / bare, 3),
                 "per_round_difference_s": round((sim["rounds_s"] - bare) / rounds, 2),
                 "flare_per_round_s": round(sim["flare_per_round_s"], 2),
-                "startup_s": round(sim["startup_s"], 1), "after_rounds_s": round(sim["after_rounds_s"], 1),
-                "simulator_wall_s": round(sim["wall_s"], 1), "ratio_wall": round(sim["wall_s"] / bare, 3),
+                "startup_s": round(sim["startup_s"], 1),
+                "after_rounds_s": round(sim["after_rounds_s"], 1),
+                "simulator_wall_s": round(sim["wall_s"], 1),
+                "ratio_wall": round(sim["wall_s"] / bare, 3),
             }
             print(f"[bench] FL overhead: {json.dumps(row)}", flush=True)
             rows.append(row)
@@ -140,7 +153,7 @@ def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
     uncached = Dataset(entries, train_transforms(settings))
     start = time.time()
     for _ in range(epochs):
-        for item in DataLoader(uncached, batch_size=1):
+        for item in DataLoader(uncached, batch_size=1):  # noqa: B007 (the last item gives the shape)
             pass
     uncached_rate = epochs * len(entries) / (time.time() - start)
     start = time.time()
@@ -148,12 +161,15 @@ def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
     cache_s = time.time() - start
     start = time.time()
     for _ in range(epochs):
-        for item in DataLoader(cached, batch_size=1):
+        for item in DataLoader(cached, batch_size=1):  # noqa: B007
             pass
     cached_rate = epochs * len(entries) / (time.time() - start)
     return {
-        "cases": len(entries), "shape": list(item["image"].shape[2:]), "uncached_cases_per_s": round(uncached_rate, 2),
-        "cache_fill_s": round(cache_s, 1), "cached_cases_per_s": round(cached_rate, 2),
+        "cases": len(entries),
+        "shape": list(item["image"].shape[2:]),
+        "uncached_cases_per_s": round(uncached_rate, 2),
+        "cache_fill_s": round(cache_s, 1),
+        "cached_cases_per_s": round(cached_rate, 2),
         "speedup": round(cached_rate / uncached_rate, 1),
     }
 
@@ -165,15 +181,32 @@ def evaluation(root: str, settings: TrainSettings, cases: int = 2) -> dict:
     batches = list(loader)
     start = time.time()
     engine.validate(batches)
-    return {"crop": list(settings.crop), "init_filters": settings.init_filters, "cases": len(batches),
-            "shape": list(batches[0]["image"].shape[2:]), "s_per_case": round((time.time() - start) / len(batches), 1),
-            "device": str(engine.device)}
+    return {
+        "crop": list(settings.crop),
+        "init_filters": settings.init_filters,
+        "cases": len(batches),
+        "shape": list(batches[0]["image"].shape[2:]),
+        "s_per_case": round((time.time() - start) / len(batches), 1),
+        "device": str(engine.device),
+    }
 
 
 def step_rows(crops: List[str], filters: List[int], steps: int, malloc_tuning: bool = True) -> List[dict]:
     out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fedbrats_steps_{os.getpid()}.json")
-    cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--crops", *crops, "--init-filters", *map(str, filters),
-           "--steps", str(steps), "--out", out] + ([] if malloc_tuning else ["--no-malloc-tuning"])
+    cmd = [
+        sys.executable,
+        "-m",
+        "fedbrats.tools.cli",
+        "bench-step",
+        "--crops",
+        *crops,
+        "--init-filters",
+        *map(str, filters),
+        "--steps",
+        str(steps),
+        "--out",
+        out,
+    ] + ([] if malloc_tuning else ["--no-malloc-tuning"])
     subprocess.run(cmd, check=True)
     return json.load(open(out))["results"]
 
@@ -187,7 +220,7 @@ def to_markdown(result: dict) -> str:
         f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
         f"Date: {result['date']}",
         "",
-        "## FL overhead: nvflare simulator (2 sites, -t 2) against the same work in a bare loop",
+        "## FL overhead: FLARE simulator (2 sites, 2 threads) against the same work in a bare loop",
         "",
         "Both do, per round and site: validate the global model, train the local steps, validate the local",
         "model. The bare loop runs the two sites in two threads of one process, the simulator in two client",
@@ -199,30 +232,51 @@ def to_markdown(result: dict) -> str:
         "the first, whose tasks also fill the data cache): dispatch, polling, weight transfer, aggregation",
         "and persisting the model.",
         "",
-        "| task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
+        "| task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | "
+        "difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["fl_overhead"]:
         lines.append(
             f"| {r['task_request_interval_s']} | {r['rounds']} | {r['local_epochs']} | {r['bare_s']} | "
-            f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | {r['flare_per_round_s']} | {r['startup_s']} | "
+            f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | "
+            f"{r['flare_per_round_s']} | {r['startup_s']} | "
             f"{r['after_rounds_s']} | {r['simulator_wall_s']} |"
         )
-    lines += ["", "## Training step (random data, batch 1, Dice + 0.1 x VAE loss, Adam)", "",
-              "| device | crop | init_filters | malloc tuning | params (M) | s/step | voxels/s | peak RSS (GB) | peak GPU (GB) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Training step (random data, batch 1, Dice + 0.1 x VAE loss, Adam)",
+        "",
+        "| device | crop | init_filters | malloc tuning | params (M) | s/step | voxels/s | peak RSS (GB) | "
+        "peak GPU (GB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["steps"]:
-        lines.append(f"| {r['device']} (AMP {r['amp']}, {r['threads']} threads) | {'x'.join(map(str, r['crop']))} | "
-                     f"{r['init_filters']} | {'on' if r.get('malloc_tuning', True) else 'off'} | {r['params_M']} | {r['s_per_step']} | {r['voxels_per_s']:,} | "
-                     f"{r['peak_rss_GB']} | {r.get('peak_gpu_GB', '-')} |")
+        lines.append(
+            f"| {r['device']} (AMP {r['amp']}, {r['threads']} threads) | {'x'.join(map(str, r['crop']))} | "
+            f"{r['init_filters']} | {'on' if r.get('malloc_tuning', True) else 'off'} | {r['params_M']} | "
+            f"{r['s_per_step']} | {r['voxels_per_s']:,} | "
+            f"{r['peak_rss_GB']} | {r.get('peak_gpu_GB', '-')} |"
+        )
     d = result["data_pipeline"]
-    lines += ["", "## Data pipeline (full-size 240x240x155 synthetic cases, training transforms)", "",
-              f"{d['cases']} cases: uncached {d['uncached_cases_per_s']} cases/s; filling the cache {d['cache_fill_s']} s; "
-              f"cached epochs {d['cached_cases_per_s']} cases/s ({d['speedup']}x).", ""]
+    lines += [
+        "",
+        "## Data pipeline (full-size 240x240x155 synthetic cases, training transforms)",
+        "",
+        f"{d['cases']} cases: uncached {d['uncached_cases_per_s']} cases/s; "
+        f"filling the cache {d['cache_fill_s']} s; "
+        f"cached epochs {d['cached_cases_per_s']} cases/s ({d['speedup']}x).",
+        "",
+    ]
     e = result["evaluation"]
-    lines += ["## Evaluation (sliding window, overlap 0.5, full-size case)", "",
-              f"{e['s_per_case']} s per case of {'x'.join(map(str, e['shape']))} voxels, window {'x'.join(map(str, e['crop']))}, "
-              f"init_filters {e['init_filters']}, {e['device']}.", ""]
+    lines += [
+        "## Evaluation (sliding window, overlap 0.5, full-size case)",
+        "",
+        f"{e['s_per_case']} s per case of {'x'.join(map(str, e['shape']))} voxels, "
+        f"window {'x'.join(map(str, e['crop']))}, "
+        f"init_filters {e['init_filters']}, {e['device']}.",
+        "",
+    ]
     return "\n".join(lines + targets(result))
 
 
@@ -233,13 +287,17 @@ def targets(result: dict) -> List[str]:
     flare = min((r["flare_per_round_s"] for r in result["fl_overhead"]), default=None)
     gpu = [r for r in result["steps"] if "peak_gpu_GB" in r and r["crop"] == [224, 224, 144]]
     lines = ["## Targets", "", "| target | measured |", "|---|---|"]
-    lines.append(f"| FL overhead ratio <= 1.10 with >= 30 s of local work per round | "
-                 f"{best['ratio_rounds'] if best else 'no such run'} (round phase; wall time including start-up "
-                 f"and cross-site evaluation: {best['ratio_wall'] if best else '-'}) |")
+    lines.append(
+        f"| FL overhead ratio <= 1.10 with >= 30 s of local work per round | "
+        f"{best['ratio_rounds'] if best else 'no such run'} (round phase; wall time including start-up "
+        f"and cross-site evaluation: {best['ratio_wall'] if best else '-'}) |"
+    )
     lines.append(f"| FLARE cost per round <= 1 s | {flare} s (best task_request_interval) |")
     lines.append(f"| cached epochs >= 3x faster than uncached | {result['data_pipeline']['speedup']}x |")
-    lines.append(f"| peak GPU memory at 224x224x144 with AMP <= 16 GB | "
-                 f"{gpu[0]['peak_gpu_GB'] if gpu else 'no GPU on this machine: not measured'} |")
+    lines.append(
+        f"| peak GPU memory at 224x224x144 with AMP <= 16 GB | "
+        f"{gpu[0]['peak_gpu_GB'] if gpu else 'no GPU on this machine: not measured'} |"
+    )
     return lines + [""]
 
 
@@ -248,8 +306,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="brats_fedavg_demo")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 4], help="local epochs per round, one run each")
-    parser.add_argument("--request-intervals", type=float, nargs="+", default=[2.0, 0.2],
-                        help="server task_request_interval values (2.0 is FLARE's default, 0.2 the product's)")
+    parser.add_argument(
+        "--request-intervals",
+        type=float,
+        nargs="+",
+        default=[2.0, 0.2],
+        help="server task_request_interval values (2.0 is FLARE's default, 0.2 the product's)",
+    )
     parser.add_argument("--cases", type=int, default=8, help="reduced synthetic cases per site for the FL runs")
     parser.add_argument("--crops", nargs="+", default=["64,64,64", "224,224,144"])
     parser.add_argument("--step-count", type=int, default=2, help="timed training steps per crop (after one warm-up)")
@@ -264,7 +327,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     reduced = ensure_data(os.path.join(args.work, "data_reduced"), args.cases, "reduced")
     full = ensure_data(os.path.join(args.work, "data_full"), args.full_cases, "full", SITES[:1])
-    result = {"command": " ".join(["fedbrats", "bench"] + sys.argv[2:]), "machine": machine(), "date": dt.date.today().isoformat()}
+    result = {
+        "command": " ".join(["fedbrats", "bench"] + sys.argv[2:]),
+        "machine": machine(),
+        "date": dt.date.today().isoformat(),
+    }
     result["fl_overhead"] = fl_overhead(reduced, args.work, args.job, args.rounds, args.epochs, args.request_intervals)
     result["steps"] = step_rows(args.crops, args.init_filters, args.step_count)
     result["steps"] += step_rows(args.crops[:1], args.init_filters[:1], args.step_count, malloc_tuning=False)

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from .engine import SegmentationEngine, select_device
-from .settings import TrainSettings
+from ..engine import SegmentationEngine, select_device
+from ..settings import TrainSettings
 
 
 def measure(crop, init_filters: int, steps: int, warmup: int, device: str) -> dict:
@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="workspace/bench/step_time.json")
-    parser.add_argument("--no-malloc-tuning", action="store_true", help="measure with glibc's default allocator settings")
+    parser.add_argument(
+        "--no-malloc-tuning", action="store_true", help="measure with glibc's default allocator settings"
+    )
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -67,15 +69,33 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for crop in args.crops:
         for filters in args.init_filters:
-            cmd = [sys.executable, "-m", "fedbrats.cli", "bench-step", "--single", "--crops", crop,
-                   "--init-filters", str(filters), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--device", args.device]
+            cmd = [
+                sys.executable,
+                "-m",
+                "fedbrats.tools.cli",
+                "bench-step",
+                "--single",
+                "--crops",
+                crop,
+                "--init-filters",
+                str(filters),
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--device",
+                args.device,
+            ]
             env = dict(os.environ, FEDBRATS_MALLOC_TUNING="0" if args.no_malloc_tuning else "1")
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if done.returncode != 0:
-                print(f"[bench-step] crop {crop} init_filters {filters} failed: {done.stderr.strip()[-300:]}", flush=True)
+                print(
+                    f"[bench-step] crop {crop} init_filters {filters} failed: {done.stderr.strip()[-300:]}", flush=True
+                )
                 continue
-            rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "malloc_tuning": not args.no_malloc_tuning})
+            rows.append(
+                {**json.loads(done.stdout.strip().splitlines()[-1]), "malloc_tuning": not args.no_malloc_tuning}
+            )
             print(f"[bench-step] {json.dumps(rows[-1])}", flush=True)
     result = {"command": " ".join(["fedbrats"] + sys.argv[1:]), "machine": machine(), "results": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -7,9 +7,9 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
-from .datalist import write_json
-from .fl.model_selector import SELECTION_FILE
+from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from ..datalist import write_json
+from ..fl.model_selector import SELECTION_FILE
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
@@ -51,7 +51,11 @@ def model_label(model: str, final_round: Optional[int], best_round: Optional[int
     if model == FINAL_GLOBAL:
         return f"global model after {final_round} rounds" if final_round else "final global model"
     if model == BEST_GLOBAL:
-        return f"global best model (round {best_round}, selected in time)" if best_round is not None else "global best model"
+        return (
+            f"global best model (round {best_round}, selected in time)"
+            if best_round is not None
+            else "global best model"
+        )
     return f"{model} best model (selected by {model}'s local validation)"
 
 
@@ -64,16 +68,31 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models)
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
-    splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {None}
+    splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {
+        None
+    }
     warnings, rows = [], []
     for model in models:
         per_site = {s: site_result(results.get(s, {}).get(model)) for s in sites}
         for site, result in per_site.items():
             if result is None:
                 warnings.append(f"no result of {model} on {site}: shown as missing, left out of the average")
-        rows.append({"model": model, "label": model_label(model, final_round, best_round), "sites": per_site, "average": weighted_average(per_site)})
+        rows.append(
+            {
+                "model": model,
+                "label": model_label(model, final_round, best_round),
+                "sites": per_site,
+                "average": weighted_average(per_site),
+            }
+        )
     cases = {s: max((r["sites"][s][N_CASES] for r in rows if r["sites"][s]), default=None) for s in sites}
-    return {"split": ", ".join(sorted(splits)) or "unknown", "cases": cases, "sites": sites, "models": rows, "warnings": warnings}
+    return {
+        "split": ", ".join(sorted(splits)) or "unknown",
+        "cases": cases,
+        "sites": sites,
+        "models": rows,
+        "warnings": warnings,
+    }
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -104,7 +123,11 @@ def to_markdown(report: dict) -> str:
     lines.append("|---" * (len(report["sites"]) + 2) + "|")
     for row in report["models"]:
         cells = [_fmt(row["sites"][s]["mean"] if row["sites"][s] else None) for s in report["sites"]]
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {_fmt(row['average']['mean'] if row['average'] else None)} |")
+        lines.append(
+            f"| {row['model']} | "
+            + " | ".join(cells)
+            + f" | {_fmt(row['average']['mean'] if row['average'] else None)} |"
+        )
     if report["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"

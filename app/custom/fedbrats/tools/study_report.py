@@ -3,8 +3,8 @@
 import os
 from typing import List
 
-from .constants import MEAN_DICE, REGIONS
-from .datalist import write_json
+from ..constants import MEAN_DICE, REGIONS
+from ..datalist import write_json
 from .report import _fmt, region_table
 
 RESULTS_MD, RESULTS_JSON, CURVES_PNG = "results.md", "results.json", "results_curves.png"
@@ -15,7 +15,7 @@ ARM_LABELS = {
 
 
 def arm_label(arm: str) -> str:
-    return ARM_LABELS.get(arm) or f"local-only {arm[len('local-'):]} (its own training cases alone)"
+    return ARM_LABELS.get(arm) or f"local-only {arm[len('local-') :]} (its own training cases alone)"
 
 
 def comparison_table(study: dict) -> List[str]:
@@ -44,13 +44,17 @@ def targets(study: dict) -> List[str]:
     lines = ["| target | measured | met |", "|---|---|---|"]
     if "central" in arms and "fedavg" in arms:
         gap = final("central") - final("fedavg")
-        lines.append(f"| FedAvg AVE mean Dice within 0.03 of centralised (aim 0.01) | central {final('central'):.4f}, "
-                     f"FedAvg {final('fedavg'):.4f}: gap {gap:+.4f} | {'yes' if gap <= 0.03 else 'no'} |")
+        lines.append(
+            f"| FedAvg AVE mean Dice within 0.03 of centralised (aim 0.01) | central {final('central'):.4f}, "
+            f"FedAvg {final('fedavg'):.4f}: gap {gap:+.4f} | {'yes' if gap <= 0.03 else 'no'} |"
+        )
     last = list(study["sites"])[-1]
     if f"local-{last}" in arms and "fedavg" in arms:
         fed, local = final("fedavg", last), final(f"local-{last}", last)
-        lines.append(f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f} "
-                     f"| {'yes' if fed > local else 'no'} |")
+        lines.append(
+            f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f} "
+            f"| {'yes' if fed > local else 'no'} |"
+        )
     return lines
 
 
@@ -79,34 +83,46 @@ def plot_curves(study: dict, path: str) -> str:
 def to_markdown(study: dict) -> str:
     s = study["settings"]
     sites = ", ".join(f"{site} {grade}-like" for site, grade in study["sites"].items())
-    lines = [
-        "# Accuracy study: centralised vs FedAvg vs local-only",
-        "",
-        f"Command: `{study['command']}` ({study['minutes']} min in all).",
-        "",
-        f"Data: {study['cases_per_site']} synthetic cases per site ({sites}), seed {study['seed']}. "
-        f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
-        f"crop {'x'.join(map(str, s['crop']))} at {s['pixdim']:g} mm, init_filters {s['init_filters']}, "
-        f"loss {s['loss']}, Adam {s['learning_rate']:g}. FedAvg runs {study['rounds']} rounds in FLARE's simulator, "
-        f"each site taking {study['steps'] // (len(study['sites']) * study['rounds'])} steps per round.",
-        "",
-        "Every model is evaluated on every site's test split; AVE is weighted by each site's number of test "
-        "cases. The final model is the one after the last step; the best is the one with the highest validation "
-        "Dice (FedAvg: selected in time from the sites' case-weighted validation Dice).",
-        "",
-        "## Comparison",
-        "",
-    ] + comparison_table(study) + ["", "## Targets", ""] + targets(study) + [
-        "",
-        f"![validation Dice against optimiser steps]({CURVES_PNG})",
-        "",
-        "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
-        "",
-    ]
+    lines = (
+        [
+            "# Accuracy study: centralised vs FedAvg vs local-only",
+            "",
+            f"Command: `{study['command']}` ({study['minutes']} min in all).",
+            "",
+            f"Data: {study['cases_per_site']} synthetic cases per site ({sites}), seed {study['seed']}. "
+            f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
+            f"crop {'x'.join(map(str, s['crop']))} at {s['pixdim']:g} mm, init_filters {s['init_filters']}, "
+            f"loss {s['loss']}, Adam {s['learning_rate']:g}. "
+            f"FedAvg runs {study['rounds']} rounds in FLARE's simulator, "
+            f"each site taking {study['steps'] // (len(study['sites']) * study['rounds'])} steps per round.",
+            "",
+            "Every model is evaluated on every site's test split; AVE is weighted by each site's number of test "
+            "cases. The final model is the one after the last step; the best is the one with the highest validation "
+            "Dice (FedAvg: selected in time from the sites' case-weighted validation Dice).",
+            "",
+            "## Comparison",
+            "",
+        ]
+        + comparison_table(study)
+        + ["", "## Targets", ""]
+        + targets(study)
+        + [
+            "",
+            f"![validation Dice against optimiser steps]({CURVES_PNG})",
+            "",
+            "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
+            "",
+        ]
+    )
     for arm, result in study["arms"].items():
         for which in ("final", "best"):
             m = result["models"][which]
-            lines += [f"## {arm}: {which} model", "", f"{arm_label(arm)}; trained in {result['train_minutes']} min.", ""]
+            lines += [
+                f"## {arm}: {which} model",
+                "",
+                f"{arm_label(arm)}; trained in {result['train_minutes']} min.",
+                "",
+            ]
             lines += region_table(m["sites"], m["average"]) + [""]
     return "\n".join(lines)
 

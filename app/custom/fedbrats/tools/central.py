@@ -7,13 +7,12 @@ import time
 import torch
 from monai.utils import set_determinism
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
-from .data import site_loader
-from .datalist import write_json
-from .engine import SegmentationEngine, select_device
-from .model import load_weights
-from .settings import TrainSettings, add_settings_arguments, settings_overrides
-
+from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from ..data import site_loader
+from ..datalist import write_json
+from ..engine import SegmentationEngine, select_device
+from ..model import load_weights
+from ..settings import TrainSettings, add_settings_arguments, settings_overrides
 
 BEST_MODEL, LAST_MODEL = "best_model.pt", "last_model.pt"
 
@@ -47,13 +46,23 @@ def fit(
         done += train["steps"]
         validation = engine.validate(val_loader)
         minutes = (time.time() - start) / 60
-        history.append({"steps": done, "epoch": round(done / steps_per_epoch, 2), "loss": train["loss"],
-                        "minutes": minutes, "validation": validation})
+        history.append(
+            {
+                "steps": done,
+                "epoch": round(done / steps_per_epoch, 2),
+                "loss": train["loss"],
+                "minutes": minutes,
+                "validation": validation,
+            }
+        )
         if validation[MEAN_DICE] > best:
             best = validation[MEAN_DICE]
             torch.save({"model": engine.get_weights(), "steps": done, "settings": settings}, best_path)
-        print(f"[{label}] step {done}/{steps} (epoch {history[-1]['epoch']:g}) loss {train['loss']:.4f} "
-              f"val {format_metrics(validation)} {minutes:.1f} min", flush=True)
+        print(
+            f"[{label}] step {done}/{steps} (epoch {history[-1]['epoch']:g}) loss {train['loss']:.4f} "
+            f"val {format_metrics(validation)} {minutes:.1f} min",
+            flush=True,
+        )
         if max_minutes and minutes >= max_minutes:
             print(f"[{label}] stopping after {max_minutes} minutes", flush=True)
             break
@@ -79,8 +88,15 @@ def train_central(
     train_loader = site_loader(datalist, data_root, "training", settings, train=True)
     val_loader = site_loader(datalist, data_root, "validation", settings, train=False)
     steps_per_epoch = len(train_loader)
-    result = fit(engine, train_loader, val_loader, out_dir, steps or epochs * steps_per_epoch,
-                 val_every * steps_per_epoch, max_minutes)
+    result = fit(
+        engine,
+        train_loader,
+        val_loader,
+        out_dir,
+        steps or epochs * steps_per_epoch,
+        val_every * steps_per_epoch,
+        max_minutes,
+    )
     load_weights(engine.model, os.path.join(out_dir, BEST_MODEL))
     test = engine.validate(site_loader(datalist, data_root, "testing", settings, train=False))
     result.update({"settings": settings.to_dict(), "test_of_best_model": test})
@@ -104,6 +120,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     train_central(
-        args.data_root, args.datalist, args.out, TrainSettings.from_dict(settings_overrides(args)), args.epochs, args.val_every,
-        args.max_minutes, args.device, args.steps,
+        args.data_root,
+        args.datalist,
+        args.out,
+        TrainSettings.from_dict(settings_overrides(args)),
+        args.epochs,
+        args.val_every,
+        args.max_minutes,
+        args.device,
+        args.steps,
     )

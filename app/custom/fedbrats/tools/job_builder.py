@@ -1,0 +1,89 @@
+"""``fedbrats build-job``: export a job of :mod:`fedbrats.tools.jobs` through the recipe as a FLARE job folder."""
+
+import argparse
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+from ..constants import SPLITS
+from ..settings import add_settings_arguments, settings_overrides
+from .jobs import JOBS
+
+CONFIG_FILES = ("config_fed_server.json", "config_fed_client.json")
+
+
+def build_job(name: str, out_dir: str, overrides: Optional[dict] = None) -> str:
+    """Write ``<out_dir>/<name>/`` (meta.json, app/config, app/custom) through the recipe; returns its path.
+
+    ``overrides``: ``num_rounds``, ``min_clients``, ``sites``, ``data_root``, ``eval_split``,
+    ``send_weight_diff``, ``task_request_interval`` and ``training`` (TrainSettings fields).
+    """
+    from .recipe import BratsRecipe
+
+    recipe = BratsRecipe(name, overrides)
+    job_dir = os.path.join(os.path.abspath(out_dir), recipe.name)
+    if os.path.exists(job_dir):
+        shutil.rmtree(job_dir)
+    recipe.export(os.path.abspath(out_dir))
+    return job_dir
+
+
+def export_app_config(name: str, out_dir: str, overrides: Optional[dict] = None) -> Dict[str, str]:
+    """Write only the job's server and site configs into ``out_dir`` (``app/config`` holds the reference job's)."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        job_dir = build_job(name, tmp, overrides)
+        for config in CONFIG_FILES:
+            paths[config] = shutil.copyfile(
+                os.path.join(job_dir, "app", "config", config), os.path.join(out_dir, config)
+            )
+    return paths
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override a job's values and training settings (build-job and the jobs' job.py)."""
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--min-clients", type=int)
+    parser.add_argument("--local-epochs", type=int)
+    parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
+    parser.add_argument("--eval-split", choices=SPLITS)
+    parser.add_argument("--send-weight-diff", action="store_true")
+    add_settings_arguments(parser)
+
+
+def overrides_from_args(args: argparse.Namespace) -> Dict:
+    training = settings_overrides(args)
+    if args.local_epochs is not None:
+        training["local_epochs"] = args.local_epochs
+    data_root = os.path.abspath(args.data_root) if args.data_root else None
+    return {
+        "num_rounds": args.rounds,
+        "min_clients": args.min_clients,
+        "data_root": data_root,
+        "eval_split": args.eval_split,
+        "send_weight_diff": args.send_weight_diff or None,
+        "training": training,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", choices=sorted(JOBS), help="job to export")
+    parser.add_argument("--out", default="workspace/jobs", help="folder to write the job into")
+    parser.add_argument(
+        "--app-config",
+        metavar="DIR",
+        help="write only config_fed_server.json and config_fed_client.json into DIR (e.g. app/config)",
+    )
+    add_job_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.app_config:
+        for path in export_app_config(args.job, args.app_config, overrides_from_args(args)).values():
+            print(f"written {path}")
+        return
+    job_dir = build_job(args.job, args.out, overrides_from_args(args))
+    print(f"job written to {job_dir}")
+    print(f"run it: fedbrats simulate {job_dir} -w workspace/sim  (or: nvflare job submit -j {job_dir})")

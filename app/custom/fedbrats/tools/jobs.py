@@ -1,0 +1,122 @@
+"""The product's FLARE jobs: one definition each, every job-level value declared once.
+
+Training values are :class:`fedbrats.settings.TrainSettings` fields; what a job leaves out keeps the
+setting's default. :mod:`fedbrats.tools.recipe` turns a definition into a FLARE job.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from ..constants import CENTRAL_SITE, SITE_GRADES, SPLITS
+from ..settings import TrainSettings
+
+FEDERATION = tuple(SITE_GRADES)
+DEMO_JOB = "brats_fedavg_demo"
+REFERENCE_TRAINING = {"crop": [224, 224, 144], "init_filters": 16, "local_epochs": 1}
+"""Training of the published reference run: whole-brain-sized crops, init_filters 16, one local epoch per round."""
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A FedAvg job of SegResNetVAE with in-time best-model selection and cross-site evaluation."""
+
+    name: str
+    description: str
+    sites: Tuple[str, ...] = FEDERATION
+    min_clients: int = len(FEDERATION)
+    num_rounds: int = 600
+    eval_split: str = "testing"
+    """Split the cross-site evaluation scores every model on."""
+    datalist: str = ""
+    """Datalist of every site, relative to its data root or the job's config; empty: ``datalists/<site>.json``."""
+    training: Mapping[str, Any] = field(default_factory=dict)
+    data_root: str = ""
+    """Data root of sites that have no site-local setting; a definition leaves it empty (the job holds no path)."""
+    send_weight_diff: bool = False
+    task_request_interval: float = 0.2
+    """Seconds between the sites' requests for a task (FLARE's default is 2)."""
+    synthetic_cases: int = 0
+    """Synthetic cases per site the job runs on when no data root is given; 0: real BraTS data only."""
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings.from_dict(self.training)
+
+    def with_overrides(self, overrides: Optional[Mapping[str, Any]] = None) -> "JobDefinition":
+        """This job with some values replaced; ``training`` fields are merged, None values ignored."""
+        changes = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+        unknown = sorted(set(changes) - OVERRIDABLE)
+        if unknown:
+            raise ValueError(f"unknown job values {unknown}; known: {sorted(OVERRIDABLE)}")
+        training = {k: v for k, v in (changes.pop("training", None) or {}).items() if v is not None}
+        changes["training"] = self.settings().replace(**training).to_dict() if training else dict(self.training)
+        if "sites" in changes:
+            changes["sites"] = tuple(changes["sites"])
+        job = dataclasses.replace(self, **changes)
+        job.validate()
+        return job
+
+    def validate(self) -> None:
+        self.settings()
+        if self.eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
+        if not self.sites or not 1 <= self.min_clients <= len(self.sites):
+            raise ValueError(f"min_clients must be between 1 and the number of sites {list(self.sites)}")
+        if self.num_rounds < 1 or self.task_request_interval <= 0:
+            raise ValueError("num_rounds must be at least 1 and task_request_interval positive")
+
+
+OVERRIDABLE = frozenset(
+    (
+        "num_rounds",
+        "min_clients",
+        "sites",
+        "data_root",
+        "eval_split",
+        "send_weight_diff",
+        "task_request_interval",
+        "training",
+    )
+)
+
+JOBS: Dict[str, JobDefinition] = {
+    job.name: job
+    for job in (
+        JobDefinition(
+            "brats_fedavg",
+            "Reference FedAvg of SegResNetVAE on BraTS 2018: site-1 HGG, site-2 LGG",
+            training=REFERENCE_TRAINING,
+        ),
+        JobDefinition(
+            "brats_central",
+            "Centralised baseline as a FLARE job: one site trains on the union datalist site-All",
+            sites=(CENTRAL_SITE,),
+            min_clients=1,
+            datalist=f"datalists/{CENTRAL_SITE}.json",
+            training=REFERENCE_TRAINING,
+        ),
+        JobDefinition(
+            DEMO_JOB,
+            "CPU demo of brats_fedavg on reduced synthetic sites: 3 mm voxels, whole-brain-sized crops, "
+            "tumour-centred sampling",
+            num_rounds=6,
+            training={
+                "crop": [64, 64, 48],
+                "pixdim": 3.0,
+                "crop_sampling": "tumour",
+                "init_filters": 8,
+                "local_epochs": 1,
+                "learning_rate": 1e-3,
+                "num_threads": 1,
+            },
+            synthetic_cases=8,
+        ),
+    )
+}
+
+
+def job_definition(name: str, overrides: Optional[Mapping[str, Any]] = None) -> JobDefinition:
+    """The definition of job ``name`` with ``overrides`` applied."""
+    if name not in JOBS:
+        raise KeyError(f"no job {name!r}; known jobs: {sorted(JOBS)}")
+    return JOBS[name].with_overrides(overrides)

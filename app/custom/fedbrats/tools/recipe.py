@@ -1,0 +1,107 @@
+"""The recipe that writes every job of the product, built on FLARE's Job API (``FedJob``) and ``Recipe``.
+
+Server: FedAvg (:class:`~fedbrats.fl.fedavg.ScoredScatterAndGather`, which also scores the final
+global model), the case-weighted in-time selection of the best global model, the PyTorch persistor
+and the cross-site evaluation. Sites: :class:`~fedbrats.fl.executor.BratsExecutor`. The job's
+``custom/`` holds a real copy of the site runtime, its ``config/datalists/`` the reference datalists.
+"""
+
+from typing import Any, Mapping, Optional, Union
+
+from nvflare.apis.dxo import DataKind
+from nvflare.apis.job_def import ALL_SITES
+from nvflare.app_common.aggregators.intime_accumulate_model_aggregator import InTimeAccumulateWeightedAggregator
+from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
+from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
+from nvflare.app_common.workflows.cross_site_model_eval import CrossSiteModelEval
+from nvflare.app_opt.pt.file_model_locator import PTFileModelLocator
+from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
+from nvflare.job_config.api import FedJob
+from nvflare.recipe.spec import Recipe
+
+from ..fl.executor import BratsExecutor
+from ..fl.fedavg import ScoredScatterAndGather
+from ..fl.model_selector import CaseWeightedModelSelector
+from ..model import BratsSegResNetVAE
+from .jobs import JobDefinition, job_definition
+from .package_data import PACKAGE, reference_datalists, site_runtime_files
+
+HEART_BEAT_TIMEOUT = 600
+"""Seconds the server waits for a site's heartbeat: long local epochs on a CPU must not drop a site."""
+SUBMIT_MODEL_TIMEOUT = 3600
+VALIDATION_TIMEOUT = 21600
+"""Seconds the cross-site evaluation waits for a site's best model, and for its scores of all models."""
+
+
+class BratsRecipe(Recipe):
+    """FedAvg of SegResNetVAE on BraTS sites; ``brats_central`` is the same recipe with one site, ``site-All``."""
+
+    def __init__(self, job: Union[str, JobDefinition], overrides: Optional[Mapping[str, Any]] = None):
+        self.definition = job_definition(job, overrides) if isinstance(job, str) else job.with_overrides(overrides)
+        fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients)
+        fed_job.set_app_packages([PACKAGE])
+        self._add_server(fed_job, self.definition)
+        self._add_sites(fed_job, self.definition)
+        super().__init__(fed_job)
+
+    @property
+    def sites(self):
+        return list(self.definition.sites)
+
+    @staticmethod
+    def _add_server(job: FedJob, d: JobDefinition) -> None:
+        model = {
+            "path": f"{BratsSegResNetVAE.__module__}.{BratsSegResNetVAE.__name__}",
+            "args": d.settings().model_kwargs(),
+        }
+        job.to_server(PTFileModelPersistor(model=model), id="persistor")
+        job.to_server(FullModelShareableGenerator(), id="shareable_generator")
+        kind = DataKind.WEIGHT_DIFF if d.send_weight_diff else DataKind.WEIGHTS
+        weights = {site: 1.0 for site in d.sites}
+        job.to_server(
+            InTimeAccumulateWeightedAggregator(expected_data_kind=kind, aggregation_weights=weights), id="aggregator"
+        )
+        job.to_server(CaseWeightedModelSelector(), id="model_selector")
+        job.to_server(PTFileModelLocator(pt_persistor_id="persistor"), id="model_locator")
+        job.to_server(ValidationJsonGenerator(), id="json_generator")
+        fedavg = ScoredScatterAndGather(
+            min_clients=d.min_clients,
+            num_rounds=d.num_rounds,
+            wait_time_after_min_received=0,
+            aggregator_id="aggregator",
+            persistor_id="persistor",
+            shareable_generator_id="shareable_generator",
+            model_selector_id="model_selector",
+            train_timeout=0,
+        )
+        job.to_server(fedavg, id="fedavg")
+        evaluation = CrossSiteModelEval(
+            model_locator_id="model_locator",
+            submit_model_timeout=SUBMIT_MODEL_TIMEOUT,
+            validation_timeout=VALIDATION_TIMEOUT,
+        )
+        job.to_server(evaluation, id="cross_site_validate")
+        job.to_server(
+            {"server": {"heart_beat_timeout": HEART_BEAT_TIMEOUT, "task_request_interval": d.task_request_interval}}
+        )
+        _add_site_runtime(job, "server")
+
+    @staticmethod
+    def _add_sites(job: FedJob, d: JobDefinition) -> None:
+        executor = BratsExecutor(
+            training=d.settings().to_dict(),
+            data_root=d.data_root,
+            datalist=d.datalist,
+            eval_split=d.eval_split,
+            send_weight_diff=d.send_weight_diff,
+        )
+        job.to_clients(executor, tasks=executor.task_names)
+        for datalist in reference_datalists():
+            job.add_file_to(datalist, ALL_SITES, dest_dir="datalists", app_folder_type="config")
+        _add_site_runtime(job, ALL_SITES)
+
+
+def _add_site_runtime(job: FedJob, target: str) -> None:
+    """A real copy of the modules the server and the sites run (not the tools) into the app's ``custom/``."""
+    for source, folder in site_runtime_files():
+        job.add_file_to(source, target, dest_dir=folder, app_folder_type="custom")

@@ -1,0 +1,151 @@
+"""Jobs written by the recipe: definitions, exported folders, the committed app/config, the job scripts."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from fedbrats.tools.cli import main
+from fedbrats.tools.envs import RunningPocEnv
+from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config
+from fedbrats.tools.jobs import JOBS, job_definition
+from fedbrats.tools.recipe import BratsRecipe
+
+TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
+
+
+def configs(job_dir):
+    return [json.load(open(os.path.join(job_dir, "app", "config", c))) for c in CONFIG_FILES]
+
+
+def test_app_config_is_what_the_recipe_exports(tmp_path):
+    fresh = export_app_config("brats_fedavg", str(tmp_path))
+    for name, path in fresh.items():
+        committed = os.path.join(REPO, "app", "config", name)
+        assert json.load(open(path)) == json.load(open(committed)), (
+            f"app/config/{name} differs from the recipe's export: run "
+            "'fedbrats build-job brats_fedavg --app-config app/config'"
+        )
+
+
+def test_build_job_exports_the_recipe_with_overrides(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "build-job",
+                "brats_fedavg",
+                "--out",
+                str(tmp_path),
+                "--rounds",
+                "3",
+                "--crop",
+                "96",
+                "96",
+                "64",
+                "--eval-split",
+                "validation",
+            ]
+        )
+        == 0
+    )
+    job = tmp_path / "brats_fedavg"
+    server, client = configs(job)
+    fedavg = next(w for w in server["workflows"] if w["id"] == "fedavg")
+    assert fedavg["path"] == "fedbrats.fl.fedavg.ScoredScatterAndGather"
+    assert fedavg["args"]["num_rounds"] == 3 and fedavg["args"]["min_clients"] == 2
+    persistor = next(c for c in server["components"] if c["id"] == "persistor")
+    assert persistor["args"]["model"]["args"]["crop"] == [96, 96, 64]
+    assert server["server"]["task_request_interval"] == 0.2
+    executor = client["executors"][0]
+    assert executor["tasks"] == ["train", "submit_model", "validate", "validate_global"]
+    args = executor["executor"]["args"]
+    assert args["training"]["crop"] == [96, 96, 64] and args["training"]["init_filters"] == 16
+    assert args["eval_split"] == "validation" and "data_root" not in args
+    assert (job / "app" / "config" / "datalists" / "site-1.json").is_file()
+    assert json.load(open(job / "meta.json"))["min_clients"] == 2
+    assert "job written to" in capsys.readouterr().out
+
+
+def test_a_job_carries_only_the_site_runtime_as_real_copies(tmp_path):
+    custom = os.path.join(build_job("brats_fedavg_demo", str(tmp_path)), "app", "custom")
+    files = sorted(os.path.relpath(os.path.join(d, f), custom) for d, _, names in os.walk(custom) for f in names)
+    assert "fedbrats/engine.py" in files and "fedbrats/fl/executor.py" in files and "fedbrats/__init__.py" in files
+    assert not [f for f in files if f.startswith("fedbrats/tools") or not f.endswith(".py")], files
+    assert not any(os.path.islink(os.path.join(custom, f)) for f in files)
+    for f in files:
+        for node in ast.walk(ast.parse(open(os.path.join(custom, f)).read())):
+            if isinstance(node, ast.ImportFrom):
+                assert "tools" not in (node.module or "").split("."), f"{f} imports {node.module}"
+
+
+def test_job_definitions():
+    demo = JOBS["brats_fedavg_demo"]
+    assert demo.num_rounds == 6 and demo.sites == ("site-1", "site-2") and demo.min_clients == 2
+    assert dict(demo.training) == {
+        "crop": [64, 64, 48],
+        "pixdim": 3.0,
+        "crop_sampling": "tumour",
+        "init_filters": 8,
+        "local_epochs": 1,
+        "learning_rate": 1e-3,
+        "num_threads": 1,
+    }
+    central = BratsRecipe("brats_central")
+    assert central.sites == ["site-All"] and central.definition.min_clients == 1
+    assert job_definition("brats_fedavg", {"num_rounds": None}).num_rounds == 600
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"rounds": 3}, "unknown job values"),
+        ({"training": {"crpo": [1, 2, 3]}}, "unknown training settings"),
+        ({"eval_split": "test"}, "eval_split"),
+        ({"min_clients": 3}, "min_clients"),
+    ],
+)
+def test_bad_overrides_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        job_definition("brats_fedavg", overrides)
+
+
+def test_job_script_exports_what_build_job_writes(tmp_path):
+    flags = [
+        "--rounds",
+        "2",
+        "--crop",
+        "32",
+        "32",
+        "32",
+        "--init-filters",
+        "8",
+        "--max-steps",
+        "2",
+        "--pixdim",
+        "1",
+        "--num-threads",
+        "1",
+    ]
+    script = os.path.join(REPO, "jobs", "brats_fedavg_demo", "job.py")
+    done = subprocess.run(
+        [sys.executable, script, "--export", "--export-dir", str(tmp_path / "exported"), *flags],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    built = build_job("brats_fedavg_demo", str(tmp_path / "built"), {"num_rounds": 2, "training": TINY})
+    assert configs(tmp_path / "exported" / "brats_fedavg_demo") == configs(built)
+
+
+def test_submitting_to_poc_refuses_when_no_system_runs(tmp_path):
+    env = RunningPocEnv(str(tmp_path / "poc"))
+    with pytest.raises(RuntimeError, match="no POC system is running"):
+        BratsRecipe("brats_fedavg_demo").run(env)
+    assert not (tmp_path / "poc").exists()
