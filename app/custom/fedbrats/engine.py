@@ -51,10 +51,14 @@ def configure_cpu(num_threads: int = 0) -> int:
 
 
 def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Loss of the sigmoid region outputs (TC, WT, ET are nested, so each is its own binary problem)."""
-    dice = DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
+    """Loss of the sigmoid region outputs (TC, WT, ET are nested, so each is its own binary problem).
+
+    ``dice`` is the reference's soft Dice. ``dice_bce`` adds binary cross-entropy and smooths Dice by 1: a crop
+    without ET (most LGG crops) then still penalises predicted ET, where the reference Dice has no gradient at all.
+    """
     if name == "dice":
-        return dice
+        return DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
+    dice = DiceLoss(smooth_nr=1.0, smooth_dr=1.0, squared_pred=True, sigmoid=True)
     bce = torch.nn.BCEWithLogitsLoss()
     return lambda logits, labels: dice(logits, labels) + bce(logits, labels)
 

@@ -27,8 +27,8 @@ class TrainSettings:
     weight_decay: float = 1e-5
     vae_weight: float = 0.1
     loss: str = "dice"
-    """``dice`` (the reference) or ``dice_bce``: Dice plus binary cross-entropy per region, as nnU-Net trains BraTS
-    regions; the voxel-wise term gives small regions such as ET a gradient from the first steps."""
+    """``dice`` (the reference) or ``dice_bce``: smoothed Dice plus binary cross-entropy per region, as nnU-Net
+    trains BraTS regions; crops without enhancing tumour then teach the model not to predict one."""
     batch_size: int = 1
     local_epochs: int = 1
     local_steps: int = 0

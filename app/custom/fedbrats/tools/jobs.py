@@ -16,6 +16,23 @@ DEMO_JOB = "brats_fedavg_demo"
 REFERENCE_TRAINING = {"crop": [224, 224, 144], "init_filters": 16, "local_epochs": 1}
 """Training of the published reference run: whole-brain-sized crops, init_filters 16, one local epoch per round."""
 
+CPU_RECIPE = {
+    "crop": [48, 48, 48],
+    "pixdim": 3.0,
+    "crop_sampling": "tumour",
+    "init_filters": 8,
+    "batch_size": 2,
+    "loss": "dice_bce",
+    "learning_rate": 2e-3,
+    "local_steps": 25,
+    "et_min_volume": 500.0,
+    "sw_roi": [80, 80, 56],
+    "num_threads": 1,
+}
+"""Training that learns on a 2-core CPU in minutes (docs/results.md): 3 mm voxels, 48^3 crops centred on tumour
+half of the time, batch 2 (PyTorch takes its fast oneDNN convolutions only for batches above 1 on CPU), batch Dice
++ BCE, Adam 2e-3, one whole-volume window for validation, and a small-ET rule of 500 mm^3."""
+
 
 @dataclass(frozen=True)
 class JobDefinition:
@@ -97,19 +114,11 @@ JOBS: Dict[str, JobDefinition] = {
         ),
         JobDefinition(
             DEMO_JOB,
-            "CPU demo of brats_fedavg on reduced synthetic sites: 3 mm voxels, whole-brain-sized crops, "
-            "tumour-centred sampling",
+            "CPU demo of brats_fedavg on reduced synthetic sites: the CPU recipe (3 mm voxels, tumour-centred "
+            "48^3 crops, batch 2, Dice + BCE, whole-volume validation)",
             num_rounds=6,
-            training={
-                "crop": [64, 64, 48],
-                "pixdim": 3.0,
-                "crop_sampling": "tumour",
-                "init_filters": 8,
-                "local_epochs": 1,
-                "learning_rate": 1e-3,
-                "num_threads": 1,
-            },
-            synthetic_cases=8,
+            training=CPU_RECIPE,
+            synthetic_cases=10,
         ),
     )
 }

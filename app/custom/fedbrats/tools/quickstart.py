@@ -12,6 +12,11 @@ from .report import write_report
 from .simulate import run_simulator, simulator_log, write_site_settings
 from .synthetic.generator import write_sites
 
+EXPECTATION = """\
+What to expect: a few rounds on a CPU teach the whole tumour (WT) first; tumour core (TC) and enhancing tumour (ET)
+need longer training. How FedAvg compares with centralised and local-only training under the same budget:
+docs/results.md (made by `fedbrats study`)."""
+
 
 def ensure_synthetic_sites(root: str, sites: List[str], cases: int) -> Dict[str, Dict[str, str]]:
     """Reduced-size synthetic sites under ``root`` unless already there; each site's data root and datalist."""
@@ -46,6 +51,7 @@ def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, 
     print(f"  site models:   {os.path.join(sim_dir, '<site>', 'simulate_job', 'app_<site>', 'best_local_model.pt')}")
     print(f"  TensorBoard:   tensorboard --logdir {sim_dir}")
     print(f"  simulator log: {simulator_log(sim_dir)}")
+    print(EXPECTATION)
     return report
 
 
