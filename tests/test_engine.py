@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from monai.utils import set_determinism
 
 from fedbrats.constants import MEAN_DICE, N_CASES, REGION_METRICS
 from fedbrats.data import site_loader
@@ -118,3 +119,15 @@ def test_step_budget_spans_passes_and_rounds_follow_the_settings(tiny_site, tiny
     assert SegmentationEngine(tiny_settings.replace(local_epochs=2)).train_round(loader)["steps"] == 4
     capped = tiny_settings.replace(local_epochs=3, max_steps_per_epoch=1)
     assert SegmentationEngine(capped).train_round(loader)["steps"] == 3
+
+
+def test_same_seed_gives_the_same_model(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    weights = []
+    for _ in range(2):
+        set_determinism(tiny_settings.seed)
+        engine = SegmentationEngine(tiny_settings.replace(batch_size=2, loss="dice_bce"))
+        engine.train_steps(site_loader(datalist, root, "training", engine.settings, train=True), 2)
+        weights.append(engine.get_weights())
+    set_determinism(None)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -59,7 +59,7 @@ def bare_fedavg(root: str, settings: TrainSettings, rounds: int) -> float:
         engine = engines[site]
         engine.set_weights(weights)
         engine.validate(loaders[site]["validation"])
-        steps = sum(engine.train_epoch(loaders[site]["training"])["steps"] for _ in range(settings.local_epochs))
+        steps = engine.train_round(loaders[site]["training"])["steps"]
         engine.validate(loaders[site]["validation"])
         return engine.get_weights(), steps
 
@@ -118,7 +118,7 @@ def fl_overhead(
 ) -> List[dict]:
     rows = []
     for epochs in epochs_list:
-        overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs}}
+        overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs, "local_steps": 0}}
         settings = job_definition(job, overrides).settings()
         bare = bare_fedavg(root, settings, rounds)
         for interval in intervals:

@@ -46,7 +46,8 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that override a job's values and training settings (build-job and the jobs' job.py)."""
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--min-clients", type=int)
-    parser.add_argument("--local-epochs", type=int)
+    parser.add_argument("--local-epochs", type=int, help="passes over a site's cases per round (sets --local-steps 0)")
+    parser.add_argument("--local-steps", type=int, help="optimiser steps per round; 0: --local-epochs passes")
     parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
@@ -56,7 +57,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 def overrides_from_args(args: argparse.Namespace) -> Dict:
     training = settings_overrides(args)
     if args.local_epochs is not None:
-        training["local_epochs"] = args.local_epochs
+        training.update(local_epochs=args.local_epochs, local_steps=0)
+    if args.local_steps is not None:
+        training["local_steps"] = args.local_steps
     data_root = os.path.abspath(args.data_root) if args.data_root else None
     return {
         "num_rounds": args.rounds,

@@ -108,6 +108,9 @@ def to_markdown(study: dict) -> str:
         + targets(study)
         + [
             "",
+            "How the CPU recipe was chosen, what holds tumour core and enhancing tumour back and what was tried: "
+            "[training.md](training.md).",
+            "",
             f"![validation Dice against optimiser steps]({CURVES_PNG})",
             "",
             "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
