@@ -60,3 +60,28 @@ def modality_path(root, entry, modality):
     return os.path.join(
         root, entry["image"][MODALITIES.index(modality)] if modality != LABEL_SUFFIX else entry["label"]
     )
+
+
+def rewrite_volume(root, entry, modality, volume=None, affine=None):
+    """Rewrite one file (``modality`` or ``seg``) of a written case with another array and/or affine.
+
+    An affine that a NIfTI qform cannot hold (a zero voxel size) is written as the header's sform only.
+    """
+    path = modality_path(root, entry, modality)
+    old = nib.load(path)
+    data = np.asarray(old.dataobj) if volume is None else np.asarray(volume)
+    affine = old.affine if affine is None else np.asarray(affine, dtype=np.float64)
+    if abs(np.linalg.det(affine[:3, :3])) > 0:
+        img = nib.Nifti1Image(data, affine)
+    else:
+        img = nib.Nifti1Image(data, None)
+        img.header.set_sform(affine, code=1)
+    nib.save(img, path)
+    return path
+
+
+def shifted(mm, axis=0, affine=None):
+    """``affine`` (identity by default) moved by ``mm`` millimetres along ``axis``."""
+    out = np.eye(4) if affine is None else np.array(affine, dtype=np.float64)
+    out[axis, 3] += mm
+    return out

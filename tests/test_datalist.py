@@ -58,6 +58,7 @@ def test_resolve_gives_absolute_existing_paths(tiny_site):
         (json.dumps({"training": []}), "is empty"),
         (json.dumps({"validation": []}), "no list named 'training'"),
         (json.dumps({"training": [{"image": ["a.nii.gz"], "label": "Case_9/x_seg.nii.gz"}]}), "entry 0"),
+        (json.dumps([{"image": [], "label": ""}]), "must be a JSON object"),
     ],
 )
 def test_malformed_datalists_name_the_file(tmp_path, content, message):

@@ -33,7 +33,9 @@ def data_errors() -> Iterator[None]:
         cause = root_data_error(e)
         if cause is None:
             raise
-        raise BratsDataError(str(cause)) from None
+        error = BratsDataError(str(cause))
+        error.case, error.path = cause.case, cause.path
+        raise error from None
 
 
 def make_dataset(entries: List[dict], transform, settings: TrainSettings) -> Dataset:

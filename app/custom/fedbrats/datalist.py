@@ -4,7 +4,7 @@ import csv
 import json
 import os
 import random
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .constants import LABEL_SUFFIX, MODALITIES, SPLITS
 from .errors import BratsDataError
@@ -69,10 +69,8 @@ def write_json(path: str, data: object) -> None:
     os.replace(tmp, path)
 
 
-def load_datalist(path: str, split: str) -> List[Dict[str, object]]:
-    """Entries of ``split``, with a clear error for a missing, malformed or empty datalist."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+def read_datalist(path: str) -> dict:
+    """The JSON object of a datalist, with a clear error for a missing or malformed file."""
     try:
         with open(path) as f:
             data = json.load(f)
@@ -80,43 +78,71 @@ def load_datalist(path: str, split: str) -> List[Dict[str, object]]:
         raise BratsDataError("datalist not found", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BratsDataError(f"datalist is not valid JSON ({e})", path=path) from None
-    if not isinstance(data, dict) or not isinstance(data.get(split), list):
+    except OSError as e:
+        raise BratsDataError(f"cannot read the datalist ({e})", path=path) from None
+    if not isinstance(data, dict):
+        raise BratsDataError(f"datalist must be a JSON object with lists {list(SPLITS)}", path=path)
+    return data
+
+
+def split_entries(data: Mapping[str, object], split: str, path: str) -> list:
+    """The non-empty list of entries of ``split`` in a datalist read from ``path``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    entries = data.get(split)
+    if not isinstance(entries, list):
         raise BratsDataError(f"datalist has no list named {split!r}", path=path)
-    entries = data[split]
     if not entries:
         raise BratsDataError(f"datalist split {split!r} is empty", path=path)
-    for i, entry in enumerate(entries):
-        image = entry.get("image") if isinstance(entry, dict) else None
-        if (
-            not isinstance(image, list)
-            or len(image) != len(MODALITIES)
-            or not all(isinstance(p, str) for p in image)
-            or not isinstance(entry.get("label"), str)
-        ):
-            raise BratsDataError(
-                f"entry {i} of {split!r} must be {{'image': [{', '.join(MODALITIES)}], 'label': seg}}",
-                case=case_name(entry) if isinstance(entry, dict) else "",
-                path=path,
-            )
     return entries
+
+
+def entry_problem(entry: object, index: int, split: str, path: str) -> Optional[BratsDataError]:
+    """The error of a malformed entry (not ``{'image': [4 paths], 'label': path}``), or None."""
+    image = entry.get("image") if isinstance(entry, dict) else None
+    if (
+        isinstance(image, list)
+        and len(image) == len(MODALITIES)
+        and all(isinstance(p, str) for p in image)
+        and isinstance(entry.get("label"), str)
+    ):
+        return None
+    return BratsDataError(
+        f"entry {index} of {split!r} must be {{'image': [{', '.join(MODALITIES)}], 'label': seg}}",
+        case=case_name(entry) if isinstance(entry, dict) else "",
+        path=path,
+    )
+
+
+def load_datalist(path: str, split: str) -> List[Dict[str, object]]:
+    """Entries of ``split``, with a clear error for a missing, malformed or empty datalist."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    entries = split_entries(read_datalist(path), split, path)
+    for i, entry in enumerate(entries):
+        problem = entry_problem(entry, i, split, path)
+        if problem is not None:
+            raise problem
+    return entries
+
+
+def resolve_path(rel: str, data_root: str, case: str) -> str:
+    """Absolute path of one file of ``case``; refuses a path outside ``data_root`` and a missing file."""
+    root = os.path.realpath(data_root)
+    full = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, full]) != root:
+        raise BratsDataError(f"path escapes the data root {root}", case=case, path=rel)
+    if not os.path.isfile(full):
+        raise BratsDataError("file not found", case=case, path=full)
+    return full
 
 
 def resolve_entry(entry: Mapping[str, object], data_root: str, require_label: bool = True) -> Dict[str, object]:
     """Absolute paths of an entry; refuses paths outside ``data_root`` and missing files."""
-    root = os.path.realpath(data_root)
     case = case_name(entry)
-
-    def resolve(rel: str) -> str:
-        full = os.path.realpath(os.path.join(root, rel))
-        if os.path.commonpath([root, full]) != root:
-            raise BratsDataError(f"path escapes the data root {root}", case=case, path=rel)
-        if not os.path.isfile(full):
-            raise BratsDataError("file not found", case=case, path=full)
-        return full
-
-    out = {"case": case, "image": [resolve(p) for p in entry["image"]]}
+    out = {"case": case, "image": [resolve_path(p, data_root, case) for p in entry["image"]]}
     if require_label or entry.get("label"):
-        out["label"] = resolve(entry["label"])
+        out["label"] = resolve_path(entry["label"], data_root, case)
     return out
 
 

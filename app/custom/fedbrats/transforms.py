@@ -1,6 +1,6 @@
 """MONAI preprocessing of BraTS cases, as in the reference SegResNetVAE training."""
 
-from typing import Hashable, Mapping
+from typing import Hashable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -22,15 +22,20 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from . import checks
 from .constants import BRATS_LABELS, MODALITIES
 from .errors import BratsDataError
 from .settings import TrainSettings
 
 
 class LoadBratsCased(MapTransform):
-    """Load the 4 modalities and the label of a case, checking files, shapes and label values.
+    """Load the 4 modalities and the label of a case, checking files, volumes, grids and label values.
 
-    Expects ``{"case", "image": [t1ce, t1, t2, flair], "label"}``; yields channel-first MetaTensors.
+    Expects ``{"case", "image": [t1ce, t1, t2, flair], "label"}``; yields channel-first MetaTensors. A case
+    is refused with a :class:`BratsDataError` naming the case and the file when a file cannot be read or is
+    not a 3D volume, a modality has non-finite voxels, is constant (a missing scan) or has an implausible
+    voxel size (:mod:`fedbrats.checks`), the modalities or the label are not on the grid of the first
+    modality (shape, or affine beyond ``GRID_TOLERANCE_MM``), or the label has values outside BraTS's.
     """
 
     def __init__(self, with_label: bool = True):
@@ -38,43 +43,74 @@ class LoadBratsCased(MapTransform):
         self.with_label = with_label
         self.loader = LoadImage(image_only=True, ensure_channel_first=True)
 
-    def _load(self, case: str, path: str) -> MetaTensor:
+    def _load(self, case: str, path: str, problems: List[BratsDataError]) -> Optional[MetaTensor]:
         try:
             img = self.loader(path)
         except Exception as e:
-            raise BratsDataError(f"cannot read NIfTI ({type(e).__name__}: {e})", case=case, path=path) from None
+            problems.append(BratsDataError(f"cannot read NIfTI ({type(e).__name__}: {e})", case=case, path=path))
+            return None
         if img.ndim != 4 or img.shape[0] != 1:
-            raise BratsDataError(f"expected a 3D volume, got shape {tuple(img.shape[1:])}", case=case, path=path)
+            problems.append(
+                BratsDataError(f"expected a 3D volume, got shape {tuple(img.shape[1:])}", case=case, path=path)
+            )
+            return None
         return img
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def inspect(self, data: Mapping[Hashable, object]) -> Tuple[dict, List[BratsDataError]]:
+        """Load a case and collect every problem of it (the first is what ``__call__`` raises).
+
+        A path given as None is skipped (``fedbrats check-data`` passes None for a file it could not resolve).
+        Returns the loaded case, valid only when the list of problems is empty.
+        """
         d = dict(data)
         case = str(d.get("case", "?"))
-        channels = [self._load(case, p) for p in d["image"]]
-        shape = channels[0].shape
-        for name, path, img in zip(MODALITIES, d["image"], channels):
-            if img.shape != shape:
-                raise BratsDataError(
-                    f"{name} has shape {tuple(img.shape[1:])}, {MODALITIES[0]} has {tuple(shape[1:])}",
-                    case=case,
-                    path=path,
-                )
-        image = torch.cat([c.float() for c in channels], dim=0)
-        d["image"] = MetaTensor(image, meta=dict(channels[0].meta))
+        problems: List[BratsDataError] = []
+
+        def problem(message: Optional[str], path: str) -> None:
+            if message:
+                problems.append(BratsDataError(message, case=case, path=path))
+
+        channels = []
+        for name, path in zip(MODALITIES, d["image"]):
+            img = self._load(case, path, problems) if path else None
+            if img is not None:
+                problem(checks.geometry_problem(name, img.affine), path)
+                problem(checks.intensity_problem(name, img), path)
+            channels.append(img)
+        loaded = [(n, p, img) for n, p, img in zip(MODALITIES, d["image"], channels) if img is not None]
+        ref_name, _, ref = loaded[0] if loaded else (None, None, None)
+        for name, path, img in loaded[1:]:
+            if img.shape != ref.shape:
+                problem(f"{name} has shape {tuple(img.shape[1:])}, {ref_name} has {tuple(ref.shape[1:])}", path)
+            else:
+                problem(checks.grid_problem(name, img.affine, ref_name, ref.affine, ref.shape[1:]), path)
+        label = None
+        if self.with_label and d.get("label"):
+            path = d["label"]
+            label = self._load(case, path, problems)
+            if label is not None and ref is not None:
+                if label.shape != ref.shape:
+                    problem(f"label has shape {tuple(label.shape[1:])}, images have {tuple(ref.shape[1:])}", path)
+                else:
+                    problem(checks.grid_problem("label", label.affine, ref_name, ref.affine, ref.shape[1:]), path)
+            if label is not None:
+                bad = sorted(set(np.unique(label.numpy()).tolist()) - set(BRATS_LABELS))
+                if bad:
+                    shown = ", ".join(f"{v:g}" for v in bad[:10])
+                    problem(f"label values [{shown}] outside {list(BRATS_LABELS)}", path)
+        if problems or len(loaded) < len(MODALITIES) or (self.with_label and label is None):
+            return d, problems
+        d["image"] = MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta))
         if self.with_label:
-            label = self._load(case, d["label"])
-            if label.shape != shape:
-                raise BratsDataError(
-                    f"label has shape {tuple(label.shape[1:])}, images have {tuple(shape[1:])}",
-                    case=case,
-                    path=d["label"],
-                )
-            values = set(np.unique(label.numpy()).tolist())
-            bad = sorted(values - set(BRATS_LABELS))
-            if bad:
-                shown = ", ".join(f"{v:g}" for v in bad[:10])
-                raise BratsDataError(f"label values [{shown}] outside {list(BRATS_LABELS)}", case=case, path=d["label"])
             d["label"] = label
+        return d, problems
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d, problems = self.inspect(data)
+        if problems:
+            raise problems[0]
+        if not isinstance(d["image"], MetaTensor) or (self.with_label and not isinstance(d.get("label"), MetaTensor)):
+            raise BratsDataError("a modality or the label has no file", case=str(d.get("case", "?")))
         return d
 
 

@@ -10,6 +10,7 @@ from ..errors import BratsDataError
 COMMANDS = {
     "synthetic": ("fedbrats.tools.synthetic.generator", "write synthetic BraTS-like sites and their datalists"),
     "datalists": ("fedbrats.tools.reference_split", "make the reference site datalists of BraTS 2018"),
+    "check-data": ("fedbrats.tools.check_data", "list every problem of a datalist's cases in one pass (exit 2 if any)"),
     "train": ("fedbrats.tools.central", "train one datalist without FLARE (centralised baseline)"),
     "build-job": ("fedbrats.tools.job_builder", "export a job through the recipe as a native FLARE job folder"),
     "simulate": ("fedbrats.tools.simulate", "run an exported job in FLARE's simulator with progress"),
@@ -39,11 +40,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
-        importlib.import_module(args.module).run(args)
+        code = importlib.import_module(args.module).run(args)
     except BratsDataError as e:
         print(f"fedbrats {args.command}: bad input: {e}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
