@@ -85,3 +85,26 @@ def shifted(mm, axis=0, affine=None):
     out = np.eye(4) if affine is None else np.array(affine, dtype=np.float64)
     out[axis, 3] += mm
     return out
+
+
+TINY_TRAINING = {
+    "crop": [32, 32, 32],
+    "sw_roi": [32, 32, 32],
+    "pixdim": 1.0,
+    "init_filters": 8,
+    "batch_size": 1,
+    "local_steps": 2,
+    "num_threads": 1,
+}
+"""Training of the tests' FLARE jobs: two steps of a tiny model per round."""
+
+
+def as_flags(training):
+    """Command-line flags of training settings, e.g. ``{"crop": [32, 32, 32]}`` -> ``--crop 32 32 32``."""
+    flags = []
+    for name, value in training.items():
+        flags += [f"--{name.replace('_', '-')}"] + [str(v) for v in (value if isinstance(value, list) else [value])]
+    return flags
+
+
+TINY_FLAGS = as_flags(TINY_TRAINING)

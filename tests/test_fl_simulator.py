@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from builders import write_site
+from builders import TINY_FLAGS, TINY_TRAINING, write_site
 from conftest import REPO
 
 from fedbrats.constants import REGION_METRICS
@@ -25,21 +25,6 @@ from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
 
 SITES = ["site-1", "site-2"]
-TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
-TINY_FLAGS = [
-    "--crop",
-    "32",
-    "32",
-    "32",
-    "--pixdim",
-    "1",
-    "--init-filters",
-    "8",
-    "--max-steps",
-    "2",
-    "--num-threads",
-    "1",
-]
 
 
 def export_with_job_script(out_dir, rounds):
@@ -82,7 +67,9 @@ def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False, job_script=False):
     if job_script:
         run_nvflare_simulator(export_with_job_script(os.path.join(tmp, "jobs"), rounds), workspace, settings)
     else:
-        job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"num_rounds": rounds, "training": TINY})
+        job = build_job(
+            "brats_fedavg_demo", os.path.join(tmp, "jobs"), {"num_rounds": rounds, "training": TINY_TRAINING}
+        )
         run_simulator(job, workspace, SITES, 2, settings, quiet=True)
     return workspace, site_data
 
@@ -96,7 +83,7 @@ def test_global_models_are_saved_and_load(two_round_run):
     workspace, _ = two_round_run
     server = os.path.join(workspace, "server", "simulate_job", "app_server")
     for name in ("FL_global_model.pt", "best_FL_global_model.pt"):
-        load_weights(build_model(TrainSettings.from_dict(TINY)), os.path.join(server, name))
+        load_weights(build_model(TrainSettings.from_dict(TINY_TRAINING)), os.path.join(server, name))
     selection = json.load(open(os.path.join(server, SELECTION_FILE)))
     assert [h["round"] for h in selection["history"]] == [1, 2]  # round 2 is the final global model
     assert selection["best_round"] in (1, 2)

@@ -7,15 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from builders import TINY_FLAGS, TINY_TRAINING
 from conftest import REPO
 
 from fedbrats.tools.cli import main
 from fedbrats.tools.envs import RunningPocEnv
 from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config
-from fedbrats.tools.jobs import JOBS, job_definition
+from fedbrats.tools.jobs import CPU_RECIPE, JOBS, job_definition
 from fedbrats.tools.recipe import BratsRecipe
-
-TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
 
 
 def configs(job_dir):
@@ -85,15 +84,10 @@ def test_a_job_carries_only_the_site_runtime_as_real_copies(tmp_path):
 def test_job_definitions():
     demo = JOBS["brats_fedavg_demo"]
     assert demo.num_rounds == 6 and demo.sites == ("site-1", "site-2") and demo.min_clients == 2
-    assert dict(demo.training) == {
-        "crop": [64, 64, 48],
-        "pixdim": 3.0,
-        "crop_sampling": "tumour",
-        "init_filters": 8,
-        "local_epochs": 1,
-        "learning_rate": 1e-3,
-        "num_threads": 1,
-    }
+    assert dict(demo.training) == CPU_RECIPE and demo.synthetic_cases == 10
+    settings = demo.settings()
+    assert settings.batch_size == 2 and settings.local_steps == 25 and settings.window == (80, 80, 56)
+    assert job_definition("brats_fedavg_demo", {"training": {"crop": [32, 32, 32]}}).settings().local_steps == 25
     central = BratsRecipe("brats_central")
     assert central.sites == ["site-All"] and central.definition.min_clients == 1
     assert job_definition("brats_fedavg", {"num_rounds": None}).num_rounds == 600
@@ -114,22 +108,7 @@ def test_bad_overrides_are_refused(overrides, message):
 
 
 def test_job_script_exports_what_build_job_writes(tmp_path):
-    flags = [
-        "--rounds",
-        "2",
-        "--crop",
-        "32",
-        "32",
-        "32",
-        "--init-filters",
-        "8",
-        "--max-steps",
-        "2",
-        "--pixdim",
-        "1",
-        "--num-threads",
-        "1",
-    ]
+    flags = ["--rounds", "2", *TINY_FLAGS]
     script = os.path.join(REPO, "jobs", "brats_fedavg_demo", "job.py")
     done = subprocess.run(
         [sys.executable, script, "--export", "--export-dir", str(tmp_path / "exported"), *flags],
@@ -140,7 +119,7 @@ def test_job_script_exports_what_build_job_writes(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr
-    built = build_job("brats_fedavg_demo", str(tmp_path / "built"), {"num_rounds": 2, "training": TINY})
+    built = build_job("brats_fedavg_demo", str(tmp_path / "built"), {"num_rounds": 2, "training": TINY_TRAINING})
     assert configs(tmp_path / "exported" / "brats_fedavg_demo") == configs(built)
 
 

@@ -4,13 +4,12 @@ import glob
 import os
 
 import pytest
-from builders import write_site
+from builders import TINY_TRAINING, write_site
 
 from fedbrats.tools.poc import FL_PORT, PocSystem, listening_ports, round_trip
 from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL
 
 SITES = ["site-1", "site-2"]
-TINY = {"crop": [32, 32, 32], "pixdim": 1.0, "init_filters": 8, "max_steps_per_epoch": 2, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,10 @@ def poc_run(tmp_path_factory):
         }
     root = os.path.join(tmp, "poc")
     try:
-        yield root, round_trip(root, overrides={"num_rounds": 2, "training": TINY}, site_data=site_data, timeout=600)
+        yield (
+            root,
+            round_trip(root, overrides={"num_rounds": 2, "training": TINY_TRAINING}, site_data=site_data, timeout=600),
+        )
     finally:
         PocSystem(root, SITES).stop(grace=5)
 

@@ -11,26 +11,12 @@ import sys
 import sysconfig
 
 import pytest
-from builders import write_site
+from builders import TINY_FLAGS, write_site
 from conftest import REPO
 
 from fedbrats.tools.simulate import write_site_settings
 
 SITES = ["site-1", "site-2"]
-TINY_FLAGS = [
-    "--crop",
-    "32",
-    "32",
-    "32",
-    "--pixdim",
-    "1",
-    "--init-filters",
-    "8",
-    "--max-steps",
-    "2",
-    "--num-threads",
-    "1",
-]
 
 
 def run(cmd, cwd, env=None, timeout=300):

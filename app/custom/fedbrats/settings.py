@@ -116,6 +116,7 @@ SETTINGS_FLAGS = (
     "max_steps_per_epoch",
     "num_threads",
     "seed",
+    "sw_roi",
 )
 
 
@@ -133,6 +134,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, dest="max_steps_per_epoch", help="cap on training steps per epoch")
     parser.add_argument("--num-threads", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--sw-roi", type=int, nargs=3, help="validation and inference window (default: the crop)")
 
 
 def settings_overrides(args: argparse.Namespace) -> Dict[str, Any]:
