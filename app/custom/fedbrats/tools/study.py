@@ -198,6 +198,7 @@ def run_study(
         "sites": {s: SITE_GRADES[s] for s in SITES},
         "arms": results,
         "minutes": round((time.time() - start) / 60, 1),
+        "arm_minutes": round(sum(r["minutes"] for r in results.values()), 1),
     }
     paths = write_results(study, docs)
     print(
