@@ -9,12 +9,11 @@ from fedbrats.tools.study import ARMS, run_study
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("study")
-    result = run_study(
+def tiny_study(tmp, docs):
+    """The study at 4 steps per arm on 4 synthetic cases per site, its data and arms under ``tmp/out``."""
+    return run_study(
         str(tmp / "out"),
-        str(tmp / "docs"),
+        str(tmp / docs),
         cases=4,
         steps=4,
         rounds=1,
@@ -23,6 +22,12 @@ def study(tmp_path_factory):
         command="fedbrats study (test)",
         overrides=TINY,
     )
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    result = tiny_study(tmp, "docs")
     return tmp, result
 
 
@@ -53,17 +58,7 @@ def test_tables_and_plot_are_written(study):
 
 def test_finished_arms_are_reused(study, capsys):
     tmp, first = study
-    again = run_study(
-        str(tmp / "out"),
-        str(tmp / "docs2"),
-        cases=4,
-        steps=4,
-        rounds=1,
-        seed=0,
-        arms=list(ARMS),
-        command="fedbrats study (test)",
-        overrides=TINY,
-    )
+    again = tiny_study(tmp, "docs2")
     printed = capsys.readouterr().out
     assert printed.count("finished before, reusing") == len(ARMS)
     for arm in ARMS:
