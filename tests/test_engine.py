@@ -131,3 +131,14 @@ def test_same_seed_gives_the_same_model(tiny_site, tiny_settings):
         weights.append(engine.get_weights())
     set_determinism(None)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_cosine_schedule_decays_the_learning_rate_over_the_run(tiny_settings):
+    engine = SegmentationEngine(tiny_settings.replace(learning_rate=1e-3, lr_schedule="cosine"), torch.device("cpu"))
+    rates = [engine.set_progress(p) for p in (0.0, 0.5, 0.9, 1.0)]
+    assert rates == pytest.approx([1e-3, 5e-4, 1e-3 * 0.5 * (1 + np.cos(0.9 * np.pi)), 0.0])
+    assert engine.optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+    constant = SegmentationEngine(tiny_settings.replace(learning_rate=1e-3), torch.device("cpu"))
+    assert constant.set_progress(0.7) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny_settings.replace(lr_schedule="step")

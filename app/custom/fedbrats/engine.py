@@ -81,6 +81,15 @@ class SegmentationEngine:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
+    def set_progress(self, progress: float) -> float:
+        """Set the learning rate for the part of the run that starts at ``progress`` (0 to 1); returns it."""
+        lr = self.settings.learning_rate
+        if self.settings.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, enabled=self.use_amp)
 

@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 CROP_SAMPLING = ("random", "tumour")
 LOSSES = ("dice", "dice_bce")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -24,6 +25,9 @@ class TrainSettings:
     blocks_up: Tuple[int, ...] = (1, 1, 1)
     dropout: float = 0.2
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    """``constant`` (the reference) or ``cosine``: the learning rate decays from ``learning_rate`` towards 0 over
+    the run, set once per FL round (or per validation interval without FLARE), so every arm follows one schedule."""
     weight_decay: float = 1e-5
     vae_weight: float = 0.1
     loss: str = "dice"
@@ -69,6 +73,8 @@ class TrainSettings:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, got {settings.crop_sampling!r}")
         if settings.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {settings.loss!r}")
+        if settings.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {settings.lr_schedule!r}")
         if settings.local_epochs < 1 or settings.batch_size < 1 or settings.local_steps < 0:
             raise ValueError("local_epochs and batch_size must be at least 1, local_steps at least 0")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
@@ -110,6 +116,7 @@ SETTINGS_FLAGS = (
     "pixdim",
     "init_filters",
     "learning_rate",
+    "lr_schedule",
     "loss",
     "batch_size",
     "cache_rate",
@@ -128,6 +135,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixdim", type=float, help="voxel size in mm to resample to")
     parser.add_argument("--init-filters", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES)
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--cache-rate", type=float)

@@ -148,9 +148,13 @@ class BratsExecutor(Executor):
         started = time.time()
         # (2) validate it for the server's in-time selection of the best global model
         global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        validated = time.time()
         self._log_metrics("global_model", global_metrics, current_round)
-        # (3) train locally
+        # (3) train locally, at the learning rate of this round
+        if isinstance(total_rounds, int) and total_rounds > 0:
+            self.engine.set_progress(current_round / total_rounds)
         result = self.engine.train_round(self._loader("training", fl_ctx), should_stop=stop)
+        trained = time.time()
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)
         steps = result["steps"]
@@ -170,7 +174,9 @@ class BratsExecutor(Executor):
             fl_ctx,
             f"round {current_round + 1}/{total_rounds}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
             f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
-            f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s",
+            f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s: validating the global model "
+            f"{validated - started:.1f} s, training {trained - validated:.1f} s, validating the local model "
+            f"{time.time() - trained:.1f} s",
         )
         # (5) send the weights (or their difference) back, with the step count and the global model's Dice
         weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}

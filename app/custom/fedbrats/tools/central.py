@@ -42,6 +42,7 @@ def fit(
     settings = engine.settings.to_dict()
     history, best, done, start = [], -1.0, 0, time.time()
     while done < steps:
+        engine.set_progress(done / steps)
         train = engine.train_steps(train_loader, min(val_every, steps - done))
         done += train["steps"]
         validation = engine.validate(val_loader)
