@@ -29,12 +29,16 @@ def tumour_case(shape=(32, 32, 32), seed=0, radius=6):
     return images, labels
 
 
-def write_case(root, case_id, grade="HGG", shape=(32, 32, 32), seed=0, images=None, labels=None):
-    """Write one case in the BraTS 2018 layout; returns its datalist entry (relative paths)."""
+LPS_1_5MM = np.array([[-1.5, 0, 0, 40.0], [0, 0, 1.5, -20.0], [0, -1.5, 0, 30.0], [0, 0, 0, 1]])
+"""A non-RAS grid of 1.5 mm voxels: axes flipped (L, P) and the last two swapped, origin off-centre."""
+
+
+def write_case(root, case_id, grade="HGG", shape=(32, 32, 32), seed=0, images=None, labels=None, affine=None):
+    """Write one case in the BraTS 2018 layout (identity affine by default); returns its datalist entry."""
     if images is None:
         images, labels = tumour_case(shape, seed)
     entry = case_files(case_id, grade)
-    affine = np.eye(4)
+    affine = np.eye(4) if affine is None else affine
     for rel, volume in zip(entry["image"] + [entry["label"]], list(images) + [labels]):
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -108,3 +112,23 @@ def as_flags(training):
 
 
 TINY_FLAGS = as_flags(TINY_TRAINING)
+
+
+def write_fl_model(folder, training, name="FL_global_model.pt", seed=0):
+    """An untrained model of ``training`` saved as FLARE's persistor does, in ``folder/app_server`` with the
+    job config FLARE keeps beside it; returns the model's path."""
+    import torch
+
+    from fedbrats.model import build_model
+    from fedbrats.settings import TrainSettings
+
+    torch.manual_seed(seed)
+    settings = TrainSettings.from_dict(training)
+    app = os.path.join(folder, "app_server")
+    os.makedirs(os.path.join(app, "config"), exist_ok=True)
+    executor = {"path": "fedbrats.fl.executor.BratsExecutor", "args": {"training": settings.to_dict()}}
+    with open(os.path.join(app, "config", "config_fed_client.json"), "w") as f:
+        json.dump({"format_version": 2, "executors": [{"tasks": ["train"], "executor": executor}]}, f)
+    path = os.path.join(app, name)
+    torch.save({"model": build_model(settings).state_dict(), "train_conf": {"train": {"model": "x"}}}, path)
+    return path

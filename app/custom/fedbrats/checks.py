@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .constants import BRATS_LABELS
+
 VOXEL_SIZE_RANGE_MM = (0.2, 6.0)
 """Plausible voxel size (mm) on every axis of an MRI volume. BraTS is 1 mm isotropic; thick clinical slices
 reach about 5 mm. Outside this range the header's spacing (or its units) is wrong."""
@@ -80,3 +82,12 @@ def grid_problem(
         f"(origin offset ({', '.join(f'{v + 0.0:.3g}' for v in origin)}) mm, tolerance {GRID_TOLERANCE_MM:g} mm); "
         "the modalities and the label must be co-registered on one grid"
     )
+
+
+def label_problem(volume) -> Optional[str]:
+    """Label values outside BraTS's {0, 1, 2, 4}."""
+    values = np.unique(np.asarray(volume))
+    bad = sorted(set(values.tolist()) - set(BRATS_LABELS))
+    if not bad:
+        return None
+    return f"label values [{', '.join(f'{v:g}' for v in bad[:10])}] outside {list(BRATS_LABELS)}"

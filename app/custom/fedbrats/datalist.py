@@ -22,8 +22,11 @@ def case_files(case_id: str, grade: str) -> Dict[str, object]:
 
 
 def case_name(entry: Mapping[str, object]) -> str:
-    """Case id of a datalist entry (the folder holding its label)."""
+    """Case id of a datalist entry (the folder holding its label, or its first image when it has no label)."""
     label = entry.get("label") if isinstance(entry, Mapping) else None
+    image = entry.get("image") if isinstance(entry, Mapping) else None
+    if not isinstance(label, str) and isinstance(image, list) and image and isinstance(image[0], str):
+        label = image[0]
     if isinstance(label, str):
         return os.path.basename(os.path.dirname(label)) or os.path.basename(label)
     return "?"

@@ -2,7 +2,6 @@
 
 from typing import Hashable, List, Mapping, Optional, Tuple
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import (
@@ -23,7 +22,7 @@ from monai.transforms import (
 )
 
 from . import checks
-from .constants import BRATS_LABELS, MODALITIES
+from .constants import MODALITIES
 from .errors import BratsDataError
 from .settings import TrainSettings
 
@@ -94,10 +93,7 @@ class LoadBratsCased(MapTransform):
                 else:
                     problem(checks.grid_problem("label", label.affine, ref_name, ref.affine, ref.shape[1:]), path)
             if label is not None:
-                bad = sorted(set(np.unique(label.numpy()).tolist()) - set(BRATS_LABELS))
-                if bad:
-                    shown = ", ".join(f"{v:g}" for v in bad[:10])
-                    problem(f"label values [{shown}] outside {list(BRATS_LABELS)}", path)
+                problem(checks.label_problem(label.numpy()), path)
         if problems or len(loaded) < len(MODALITIES) or (self.with_label and label is None):
             return d, problems
         d["image"] = MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta))
