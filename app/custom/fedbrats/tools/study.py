@@ -213,8 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="workspace/study", help="data, models and logs of every arm")
     parser.add_argument("--docs", default="docs", help="folder for results.md, results.json and the curves PNG")
     parser.add_argument("--cases", type=int, default=24, help="synthetic cases per site (24: 16 train, 4 val, 4 test)")
-    parser.add_argument("--steps", type=int, default=600, help="optimiser steps per arm, counted over all sites")
-    parser.add_argument("--rounds", type=int, default=10, help="FedAvg rounds; also the validations of every arm")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per arm, counted over all sites")
+    parser.add_argument("--rounds", type=int, default=20, help="FedAvg rounds; also the validations of every arm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
 
