@@ -50,6 +50,8 @@ def test_tables_and_plot_are_written(study):
     tmp, _ = study
     markdown = (tmp / "docs" / "results.md").read_text()
     assert "## Comparison" in markdown and "## Targets" in markdown
+    for row in ("centralised AVE TC Dice at least 0.70", "within 0.03 of centralised", "above local-only site-2"):
+        assert row in markdown
     for arm in ARMS:
         assert f"## {arm}: final model" in markdown and f"## {arm}: best model" in markdown
     png = (tmp / "docs" / "results_curves.png").read_bytes()
