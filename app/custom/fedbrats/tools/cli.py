@@ -16,6 +16,7 @@ COMMANDS = {
     "simulate": ("fedbrats.tools.simulate", "run an exported job in FLARE's simulator with progress"),
     "report": ("fedbrats.tools.report", "cross-site evaluation report of a finished job"),
     "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
+    "privacy-cost": ("fedbrats.tools.privacy_cost", "Dice of FedAvg with and without a privacy filter"),
     "quickstart": ("fedbrats.tools.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
     "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
