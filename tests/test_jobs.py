@@ -128,3 +128,56 @@ def test_submitting_to_poc_refuses_when_no_system_runs(tmp_path):
     with pytest.raises(RuntimeError, match="no POC system is running"):
         BratsRecipe("brats_fedavg_demo").run(env)
     assert not (tmp_path / "poc").exists()
+
+
+def result_filters(client):
+    return [
+        (c["tasks"], f["path"].rsplit(".", 1)[1], f["args"])
+        for c in client["task_result_filters"]
+        for f in c["filters"]
+    ]
+
+
+def test_privacy_options_put_flares_filter_on_the_sites_training_results(tmp_path, capsys):
+    flags = ["build-job", "brats_fedavg", "--out", str(tmp_path / "svt"), "--privacy", "svt", "--scope", "brats-svt"]
+    assert main([*flags, "--privacy-arg", "epsilon=0.01", "--privacy-arg", "replace=false"]) == 0
+    server, client = configs(tmp_path / "svt" / "brats_fedavg")
+    svt = {"fraction": 0.9, "epsilon": 0.01, "noise_var": 1.0, "gamma": 1e-4, "replace": False}
+    assert [(t, n, {k: a[k] for k in svt}) for t, n, a in result_filters(client)] == [(["train"], "SVTPrivacy", svt)]
+    assert client["executors"][0]["executor"]["args"]["send_weight_diff"] is True
+    aggregator = next(c for c in server["components"] if c["id"] == "aggregator")
+    assert aggregator["path"] == "fedbrats.fl.guarded_aggregator.GuardedAggregator"
+    assert aggregator["args"]["expected_data_kind"] == "WEIGHT_DIFF" and aggregator["args"]["min_clients"] == 2
+    evaluation = next(w for w in server["workflows"] if w["id"] == "cross_site_validate")
+    assert evaluation["args"]["submit_model_task_name"] == ""  # local models stay at the sites
+    assert json.load(open(tmp_path / "svt" / "brats_fedavg" / "meta.json"))["scope"] == "brats-svt"
+
+    server, client = configs(build_job("brats_fedavg", str(tmp_path / "exclude"), {"privacy": "exclude"}))
+    [(tasks, name, args)] = result_filters(client)
+    assert name == "ExcludeVars" and args["exclude_vars"] and all(v.startswith("vae_") for v in args["exclude_vars"])
+    assert client["executors"][0]["executor"]["args"]["local_vars"] == "^vae_"
+    assert client["executors"][0]["executor"]["args"]["send_weight_diff"] is True
+    aggregator = next(c for c in server["components"] if c["id"] == "aggregator")
+    assert (
+        aggregator["args"]["allowed_missing"] == "^vae_" and aggregator["args"]["expected_data_kind"] == "WEIGHT_DIFF"
+    )
+
+    server, client = configs(build_job("brats_fedavg", str(tmp_path / "percentile"), {"privacy": "percentile"}))
+    assert result_filters(client) == [
+        (["train"], "PercentilePrivacy", {"percentile": 10, "gamma": 0.01, "data_kinds": ["WEIGHT_DIFF", "WEIGHTS"]})
+    ]
+    assert client["executors"][0]["executor"]["args"]["send_weight_diff"] is True
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"privacy": "dp"}, "privacy must be one of"),
+        ({"privacy": "svt", "privacy_args": {"epsilom": 1}}, "unknown arguments"),
+        ({"privacy_args": {"epsilon": 1}}, "without a privacy filter"),
+        ({"privacy": "exclude", "privacy_args": {"exclude_vars": "^nothing"}}, "matches no tensor"),
+    ],
+)
+def test_bad_privacy_options_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        BratsRecipe("brats_fedavg", overrides)

@@ -76,8 +76,12 @@ class SegmentationEngine:
         self.use_amp = settings.amp and self.device.type == "cuda"
         self.model = build_model(settings).to(self.device)
         self.loss_fn = segmentation_loss(settings.loss)
+        self.reset_optimizer()
+
+    def reset_optimizer(self) -> None:
+        """A fresh Adam and AMP scaler: after a step that made the weights non-finite, their state is too."""
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 

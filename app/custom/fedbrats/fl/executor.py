@@ -1,6 +1,7 @@
 """FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.engine`."""
 
 import os
+import re
 import time
 from typing import Dict, List, Optional
 
@@ -21,6 +22,7 @@ from ..data import site_loader
 from ..engine import SegmentationEngine, select_device
 from ..errors import BratsDataError
 from ..settings import TrainSettings
+from ..update_checks import named, nonfinite_tensors
 from .site_data import resolve_site_data
 
 BEST_LOCAL_MODEL = "best_local_model.pt"
@@ -35,6 +37,11 @@ class BratsExecutor(Executor):
     weights (or their difference) with the number of steps. ``submit_model``: the site's best local
     model. ``validate``: Dice of the given model on ``eval_split``. ``validate_global``: Dice of the
     given global model on the validation split.
+
+    A round whose training leaves a weight non-finite (NaN or Inf) is refused: the site logs which tensors,
+    returns an error for that round instead of weights, keeps its best local model and restarts its optimiser.
+    ``local_vars``: regular expression of tensors the site keeps to itself (a privacy filter leaves them out of
+    its results): training starts from the site's own values of them, not the global model's.
     """
 
     _always_serialize_args = ("training", "eval_split", "send_weight_diff")
@@ -47,6 +54,7 @@ class BratsExecutor(Executor):
         eval_split: str = "testing",
         device: str = "auto",
         send_weight_diff: bool = False,
+        local_vars: str = "",
         train_task_name: str = AppConstants.TASK_TRAIN,
         submit_model_task_name: str = AppConstants.TASK_SUBMIT_MODEL,
         validate_task_name: str = AppConstants.TASK_VALIDATION,
@@ -59,6 +67,8 @@ class BratsExecutor(Executor):
         # arguments kept under their own names: FLARE's Job API writes them into the job's config
         self.training, self.data_root, self.datalist = dict(training or {}), data_root, datalist
         self.eval_split, self.device, self.send_weight_diff = eval_split, device, send_weight_diff
+        self.local_vars = local_vars
+        self._local = re.compile(local_vars) if local_vars else None
         self.train_task_name, self.submit_model_task_name = train_task_name, submit_model_task_name
         self.validate_task_name, self.score_task_name = validate_task_name, score_task_name
         self.tasks = {
@@ -121,12 +131,15 @@ class BratsExecutor(Executor):
             self.log_error(fl_ctx, f"bad input data: {e}")
             return make_reply(ReturnCode.EXECUTION_EXCEPTION)
 
-    def _receive(self, shareable: Shareable, fl_ctx: FLContext) -> Optional[Dict]:
+    def _receive(self, shareable: Shareable, fl_ctx: FLContext, keep_local: bool = False) -> Optional[Dict]:
         dxo = from_shareable(shareable)
         if dxo.data_kind != DataKind.WEIGHTS:
             self.log_error(fl_ctx, f"expected model weights, got {dxo.data_kind}")
             return None
-        self.engine.set_weights(dxo.data)
+        weights = dxo.data
+        if keep_local and self._local is not None:
+            weights = {**weights, **{k: v for k, v in self.engine.get_weights().items() if self._local.search(k)}}
+        self.engine.set_weights(weights)
         return dxo.data
 
     def _evaluate(self, split: str, fl_ctx: FLContext, abort_signal: Signal) -> Dict:
@@ -141,7 +154,7 @@ class BratsExecutor(Executor):
         current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
         total_rounds = shareable.get_header(AppConstants.NUM_ROUNDS, "?")
         # (1) receive the global model
-        global_weights = self._receive(shareable, fl_ctx)
+        global_weights = self._receive(shareable, fl_ctx, keep_local=True)
         if global_weights is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
         stop = lambda: abort_signal.triggered  # noqa: E731
@@ -158,6 +171,10 @@ class BratsExecutor(Executor):
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)
         steps = result["steps"]
+        # a model with NaN or Inf is neither sent nor kept
+        nonfinite = nonfinite_tensors(self.engine.get_weights())
+        if nonfinite:
+            return self._refuse_update(nonfinite, f"{current_round + 1}/{total_rounds}", result["loss"], fl_ctx)
         self.writer.add_scalar("train/loss", result["loss"], current_round)
         # (4) validate the local model and keep the site's best
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
@@ -188,6 +205,19 @@ class BratsExecutor(Executor):
             kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: global_metrics}
         )
         return dxo.to_shareable()
+
+    def _refuse_update(self, nonfinite: List[str], round_label: str, loss: float, fl_ctx: FLContext) -> Shareable:
+        """Send no weights this round: the trained model is not finite. The best local model stays as it is."""
+        n_tensors = len(self.engine.get_weights())
+        best = f"val Dice {self.best_local:.4f}" if self.best_local >= 0 else "none yet"
+        self.log_error(
+            fl_ctx,
+            f"{fl_ctx.get_identity_name()} round {round_label}: refusing to send the update: training left "
+            f"{len(nonfinite)} of {n_tensors} weight tensors with NaN or Inf ({named(nonfinite)}; loss {loss:.4g}); "
+            f"the best local model is kept ({best}) and the optimiser restarts",
+        )
+        self.engine.reset_optimizer()
+        return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
 
     def _submit_model(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         if not os.path.isfile(self.best_model_path):

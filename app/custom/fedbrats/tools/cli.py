@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("fedbrats.tools.evaluate", "Dice and HD95 per case and region of predictions against references"),
     "model-card": ("fedbrats.tools.model_card", "MONAI-bundle metadata.json (and runnable bundle) of a model"),
     "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
+    "privacy-cost": ("fedbrats.tools.privacy_cost", "Dice of FedAvg with and without a privacy filter"),
     "quickstart": ("fedbrats.tools.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
     "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),

@@ -1,6 +1,7 @@
 """``fedbrats build-job``: export a job of :mod:`fedbrats.tools.jobs` through the recipe as a FLARE job folder."""
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ from typing import Dict, Optional
 from ..constants import SPLITS
 from ..settings import add_settings_arguments, settings_overrides
 from .jobs import JOBS
+from .privacy import PRIVACY_OPTIONS
 
 CONFIG_FILES = ("config_fed_server.json", "config_fed_client.json")
 
@@ -17,7 +19,8 @@ def build_job(name: str, out_dir: str, overrides: Optional[dict] = None) -> str:
     """Write ``<out_dir>/<name>/`` (meta.json, app/config, app/custom) through the recipe; returns its path.
 
     ``overrides``: ``num_rounds``, ``min_clients``, ``sites``, ``data_root``, ``eval_split``,
-    ``send_weight_diff``, ``task_request_interval`` and ``training`` (TrainSettings fields).
+    ``send_weight_diff``, ``privacy``, ``privacy_args``, ``scope``, ``wait_time_after_min_received``,
+    ``task_request_interval`` and ``training`` (TrainSettings fields).
     """
     from .recipe import BratsRecipe
 
@@ -51,7 +54,39 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
+    parser.add_argument(
+        "--privacy", choices=PRIVACY_OPTIONS, help="FLARE filter on the sites' training results (docs/privacy.md)"
+    )
+    parser.add_argument(
+        "--privacy-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="argument of the privacy filter, e.g. epsilon=0.01 (repeatable)",
+    )
+    parser.add_argument("--scope", help="privacy scope of the sites' local/privacy.json the job asks for")
+    parser.add_argument(
+        "--wait-after-min",
+        type=int,
+        dest="wait_time_after_min_received",
+        metavar="SECONDS",
+        help="how long a round waits for the other sites once --min-clients have answered",
+    )
     add_settings_arguments(parser)
+
+
+def parse_privacy_args(pairs) -> Dict:
+    """``["epsilon=0.01", "exclude_vars=^vae_"]`` -> ``{"epsilon": 0.01, "exclude_vars": "^vae_"}``."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--privacy-arg must be NAME=VALUE, got {pair!r}")
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError:
+            values[name] = text
+    return values
 
 
 def overrides_from_args(args: argparse.Namespace) -> Dict:
@@ -67,6 +102,10 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
         "data_root": data_root,
         "eval_split": args.eval_split,
         "send_weight_diff": args.send_weight_diff or None,
+        "privacy": args.privacy,
+        "privacy_args": parse_privacy_args(args.privacy_arg) or None,
+        "scope": args.scope,
+        "wait_time_after_min_received": args.wait_time_after_min_received,
         "training": training,
     }
 

@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..constants import CENTRAL_SITE, SITE_GRADES, SPLITS
 from ..settings import TrainSettings
+from .privacy import NEEDS_WEIGHT_DIFF, NONE, privacy_arguments
 
 FEDERATION = tuple(SITE_GRADES)
 DEMO_JOB = "brats_fedavg_demo"
@@ -53,6 +54,16 @@ class JobDefinition:
     data_root: str = ""
     """Data root of sites that have no site-local setting; a definition leaves it empty (the job holds no path)."""
     send_weight_diff: bool = False
+    privacy: str = NONE
+    """FLARE filter every site applies to its training results: ``none``, ``svt`` (differential privacy, Li et al.
+    2019), ``percentile`` (largest changes only, clipped) or ``exclude`` (some tensors stay at the sites). With a
+    filter, the sites' local models stay at the sites: the cross-site evaluation scores the global models only."""
+    privacy_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the privacy filter over :data:`fedbrats.tools.privacy.PRIVACY_DEFAULTS`."""
+    scope: str = ""
+    """Privacy scope of the sites' ``local/privacy.json`` the job asks for; empty: each site's default scope."""
+    wait_time_after_min_received: int = 0
+    """Seconds FedAvg waits for the other sites' results once ``min_clients`` have answered in a round."""
     task_request_interval: float = 0.2
     """Seconds between the sites' requests for a task (FLARE's default is 2)."""
     synthetic_cases: int = 0
@@ -60,6 +71,11 @@ class JobDefinition:
 
     def settings(self) -> TrainSettings:
         return TrainSettings.from_dict(self.training)
+
+    @property
+    def sends_weight_diff(self) -> bool:
+        """Sites send weight differences: asked for, or needed by the privacy filter."""
+        return self.send_weight_diff or self.privacy in NEEDS_WEIGHT_DIFF
 
     def with_overrides(self, overrides: Optional[Mapping[str, Any]] = None) -> "JobDefinition":
         """This job with some values replaced; ``training`` fields are merged, None values ignored."""
@@ -83,6 +99,9 @@ class JobDefinition:
             raise ValueError(f"min_clients must be between 1 and the number of sites {list(self.sites)}")
         if self.num_rounds < 1 or self.task_request_interval <= 0:
             raise ValueError("num_rounds must be at least 1 and task_request_interval positive")
+        if self.wait_time_after_min_received < 0:
+            raise ValueError("wait_time_after_min_received must not be negative")
+        privacy_arguments(self.privacy, self.privacy_args)
 
 
 OVERRIDABLE = frozenset(
@@ -93,6 +112,10 @@ OVERRIDABLE = frozenset(
         "data_root",
         "eval_split",
         "send_weight_diff",
+        "privacy",
+        "privacy_args",
+        "scope",
+        "wait_time_after_min_received",
         "task_request_interval",
         "training",
     )

@@ -1,30 +1,36 @@
 """The recipe that writes every job of the product, built on FLARE's Job API (``FedJob``) and ``Recipe``.
 
 Server: FedAvg (:class:`~fedbrats.fl.fedavg.ScoredScatterAndGather`, which also scores the final
-global model), the case-weighted in-time selection of the best global model, the PyTorch persistor
-and the cross-site evaluation. Sites: :class:`~fedbrats.fl.executor.BratsExecutor`. The job's
+global model) over :class:`~fedbrats.fl.guarded_aggregator.GuardedAggregator`, the case-weighted in-time
+selection of the best global model, the PyTorch persistor and the cross-site evaluation. Sites:
+:class:`~fedbrats.fl.executor.BratsExecutor` and the job's privacy filter on its training results. The job's
 ``custom/`` holds a real copy of the site runtime, its ``config/datalists/`` the reference datalists.
 """
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, List, Mapping, Optional, Union
 
+import torch
 from nvflare.apis.dxo import DataKind
 from nvflare.apis.job_def import ALL_SITES
-from nvflare.app_common.aggregators.intime_accumulate_model_aggregator import InTimeAccumulateWeightedAggregator
+from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
 from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
 from nvflare.app_common.workflows.cross_site_model_eval import CrossSiteModelEval
 from nvflare.app_opt.pt.file_model_locator import PTFileModelLocator
 from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
 from nvflare.job_config.api import FedJob
+from nvflare.job_config.defs import FilterType
 from nvflare.recipe.spec import Recipe
 
 from ..fl.executor import BratsExecutor
 from ..fl.fedavg import ScoredScatterAndGather
+from ..fl.guarded_aggregator import GuardedAggregator
 from ..fl.model_selector import CaseWeightedModelSelector
-from ..model import BratsSegResNetVAE
+from ..model import BratsSegResNetVAE, build_model
+from ..settings import TrainSettings
 from .jobs import JobDefinition, job_definition
 from .package_data import PACKAGE, reference_datalists, site_runtime_files
+from .privacy import NONE, kept_at_sites, privacy_filter
 
 HEART_BEAT_TIMEOUT = 600
 """Seconds the server waits for a site's heartbeat: long local epochs on a CPU must not drop a site."""
@@ -38,7 +44,8 @@ class BratsRecipe(Recipe):
 
     def __init__(self, job: Union[str, JobDefinition], overrides: Optional[Mapping[str, Any]] = None):
         self.definition = job_definition(job, overrides) if isinstance(job, str) else job.with_overrides(overrides)
-        fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients)
+        meta = {"scope": self.definition.scope} if self.definition.scope else None
+        fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients, meta_props=meta)
         fed_job.set_app_packages([PACKAGE])
         self._add_server(fed_job, self.definition)
         self._add_sites(fed_job, self.definition)
@@ -56,18 +63,21 @@ class BratsRecipe(Recipe):
         }
         job.to_server(PTFileModelPersistor(model=model), id="persistor")
         job.to_server(FullModelShareableGenerator(), id="shareable_generator")
-        kind = DataKind.WEIGHT_DIFF if d.send_weight_diff else DataKind.WEIGHTS
-        weights = {site: 1.0 for site in d.sites}
-        job.to_server(
-            InTimeAccumulateWeightedAggregator(expected_data_kind=kind, aggregation_weights=weights), id="aggregator"
+        kind = DataKind.WEIGHT_DIFF if d.sends_weight_diff else DataKind.WEIGHTS
+        aggregator = GuardedAggregator(
+            min_clients=d.min_clients,
+            allowed_missing=kept_at_sites(d.privacy, d.privacy_args),
+            expected_data_kind=kind,
+            aggregation_weights={site: 1.0 for site in d.sites},
         )
+        job.to_server(aggregator, id="aggregator")
         job.to_server(CaseWeightedModelSelector(), id="model_selector")
         job.to_server(PTFileModelLocator(pt_persistor_id="persistor"), id="model_locator")
         job.to_server(ValidationJsonGenerator(), id="json_generator")
         fedavg = ScoredScatterAndGather(
             min_clients=d.min_clients,
             num_rounds=d.num_rounds,
-            wait_time_after_min_received=0,
+            wait_time_after_min_received=d.wait_time_after_min_received,
             aggregator_id="aggregator",
             persistor_id="persistor",
             shareable_generator_id="shareable_generator",
@@ -77,6 +87,8 @@ class BratsRecipe(Recipe):
         job.to_server(fedavg, id="fedavg")
         evaluation = CrossSiteModelEval(
             model_locator_id="model_locator",
+            # with a privacy filter, no site sends its unfiltered local model
+            submit_model_task_name=AppConstants.TASK_SUBMIT_MODEL if d.privacy == NONE else "",
             submit_model_timeout=SUBMIT_MODEL_TIMEOUT,
             validation_timeout=VALIDATION_TIMEOUT,
         )
@@ -93,12 +105,22 @@ class BratsRecipe(Recipe):
             data_root=d.data_root,
             datalist=d.datalist,
             eval_split=d.eval_split,
-            send_weight_diff=d.send_weight_diff,
+            send_weight_diff=d.sends_weight_diff,
+            local_vars=kept_at_sites(d.privacy, d.privacy_args),
         )
         job.to_clients(executor, tasks=executor.task_names)
+        privacy = privacy_filter(d.privacy, d.privacy_args, tensor_names(d.settings()))
+        if privacy is not None:
+            job.to_clients(privacy, filter_type=FilterType.TASK_RESULT, tasks=[executor.train_task_name])
         for datalist in reference_datalists():
             job.add_file_to(datalist, ALL_SITES, dest_dir="datalists", app_folder_type="config")
         _add_site_runtime(job, ALL_SITES)
+
+
+def tensor_names(settings: TrainSettings) -> List[str]:
+    """Names of the model's tensors, from a model built without memory (on the meta device)."""
+    with torch.device("meta"):
+        return list(build_model(settings).state_dict())
 
 
 def _add_site_runtime(job: FedJob, target: str) -> None:

@@ -33,6 +33,8 @@ SITES = list(SITE_GRADES)
 FEDAVG = "fedavg"
 ARMS = ("central", FEDAVG) + tuple(f"local-{s}" for s in SITES)
 DONE_FILE = "arm.json"
+DEFAULT_CASES, DEFAULT_STEPS, DEFAULT_ROUNDS = 24, 1000, 20
+"""The default study: synthetic cases per site, optimiser steps per arm (over all sites), FedAvg rounds."""
 
 
 def recipe() -> TrainSettings:
@@ -45,8 +47,8 @@ def datalist_path(data_root: str, site: str) -> str:
 
 
 def arm_sites(arm: str) -> List[str]:
-    """The sites whose training data an arm sees."""
-    return SITES if arm in ("central", FEDAVG) else [arm[len("local-") :]]
+    """The sites whose training data an arm sees (``fedavg-<privacy>`` arms are FedAvg with a privacy filter)."""
+    return SITES if arm == "central" or arm.startswith(FEDAVG) else [arm[len("local-") :]]
 
 
 def local_arm(arm: str, data_root: str, arm_dir: str, settings: TrainSettings, steps: int, val_every: int) -> dict:
@@ -65,10 +67,14 @@ def local_arm(arm: str, data_root: str, arm_dir: str, settings: TrainSettings, s
     return {"curve": curve, "final": os.path.join(arm_dir, LAST_MODEL), "best": os.path.join(arm_dir, BEST_MODEL)}
 
 
-def fedavg_arm(data_root: str, arm_dir: str, settings: TrainSettings, steps: int, rounds: int) -> dict:
-    """FedAvg through FLARE's simulator: each site takes ``steps / (sites x rounds)`` steps per round."""
+def fedavg_arm(
+    data_root: str, arm_dir: str, settings: TrainSettings, steps: int, rounds: int, job: Optional[dict] = None
+) -> dict:
+    """FedAvg through FLARE's simulator: each site takes ``steps / (sites x rounds)`` steps per round.
+    ``job``: further job values, e.g. a privacy filter."""
     local_steps = steps // (len(SITES) * rounds)
-    overrides = {"num_rounds": rounds, "training": {**settings.to_dict(), "local_steps": local_steps, "num_threads": 1}}
+    training = {**settings.to_dict(), "local_steps": local_steps, "num_threads": 1}
+    overrides = {**(job or {}), "num_rounds": rounds, "training": training}
     job_dir = build_job(DEMO_JOB, os.path.join(arm_dir, "jobs"), overrides)
     site_data = {s: {"data_root": data_root, "datalist": datalist_path(data_root, s)} for s in SITES}
     site_settings = write_site_settings(os.path.join(arm_dir, "sites.json"), site_data)
@@ -126,8 +132,11 @@ def run_arm(
     rounds: int,
     key: dict,
     loaders: Dict[str, object],
+    job: Optional[dict] = None,
 ) -> dict:
-    """Train and evaluate one arm, or reuse its result when an identical arm has finished before."""
+    """Train and evaluate one arm, or reuse its result when an identical arm has finished before.
+    ``job``: further job values of a FedAvg arm; they join ``key``."""
+    key = {**key, "job": job} if job else key
     arm_dir = os.path.join(out, "arms", arm)
     done_path = os.path.join(arm_dir, DONE_FILE)
     if os.path.isfile(done_path):
@@ -138,8 +147,8 @@ def run_arm(
             return previous
     print(f"[study] {arm}: training {steps} steps on {', '.join(arm_sites(arm))}", flush=True)
     start = time.time()
-    if arm == FEDAVG:
-        trained = fedavg_arm(data_root, arm_dir, settings, steps, rounds)
+    if arm.startswith(FEDAVG):
+        trained = fedavg_arm(data_root, arm_dir, settings, steps, rounds, job)
     else:
         trained = local_arm(arm, data_root, arm_dir, settings, steps, key["val_every"])
     train_minutes = (time.time() - start) / 60
@@ -163,6 +172,15 @@ def run_arm(
     return result
 
 
+def study_data(out: str, cases: int, seed: int) -> str:
+    """The study's synthetic sites under ``out/data``, written unless they are there; returns the data root."""
+    data_root = os.path.join(out, "data")
+    if not os.path.isfile(datalist_path(data_root, CENTRAL_SITE)):
+        print(f"[study] writing {cases} synthetic cases per site to {data_root}", flush=True)
+        write_sites(data_root, SITES, cases, "reduced", seed)
+    return data_root
+
+
 def run_study(
     out: str,
     docs: str,
@@ -176,10 +194,7 @@ def run_study(
 ) -> dict:
     """Run (or reuse) every arm, then write the tables and the plot into ``docs``; ``overrides`` change the recipe."""
     start = time.time()
-    data_root = os.path.join(out, "data")
-    if not os.path.isfile(datalist_path(data_root, CENTRAL_SITE)):
-        print(f"[study] writing {cases} synthetic cases per site to {data_root}", flush=True)
-        write_sites(data_root, SITES, cases, "reduced", seed)
+    data_root = study_data(out, cases, seed)
     settings = recipe().replace(seed=seed, **(overrides or {}))
     val_every = steps // rounds
     key = fingerprint(settings, steps, rounds, val_every, cases, seed)
@@ -212,9 +227,15 @@ def run_study(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="workspace/study", help="data, models and logs of every arm")
     parser.add_argument("--docs", default="docs", help="folder for results.md, results.json and the curves PNG")
-    parser.add_argument("--cases", type=int, default=24, help="synthetic cases per site (24: 16 train, 4 val, 4 test)")
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per arm, counted over all sites")
-    parser.add_argument("--rounds", type=int, default=20, help="FedAvg rounds; also the validations of every arm")
+    parser.add_argument(
+        "--cases", type=int, default=DEFAULT_CASES, help="synthetic cases per site (24: 16 train, 4 val, 4 test)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help="optimiser steps per arm, counted over all sites"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help="FedAvg rounds; also the validations of every arm"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
 

@@ -1,0 +1,65 @@
+"""Tiny simulator runs of the demo job with the test-only components of ``fl_probes`` plugged into its configs."""
+
+import json
+import os
+import shutil
+
+from builders import TINY_TRAINING, write_site
+
+from fedbrats.tools.job_builder import build_job
+from fedbrats.tools.simulate import run_simulator, write_site_settings
+
+SITES = ["site-1", "site-2"]
+PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fl_probes.py")
+RESULT_TASKS = ["train", "submit_model", "validate", "validate_global"]
+
+
+def tiny_sites(tmp):
+    """Two sites, each with its own data root: 2 training cases, 1 validation and 1 testing case."""
+    site_data = {}
+    for site in SITES:
+        root = os.path.join(tmp, f"data-{site}")
+        site_data[site] = {"data_root": root, "datalist": write_site(root, name=f"{site}.json")}
+    return site_data
+
+
+def _edit(path, change):
+    with open(path) as f:
+        config = json.load(f)
+    change(config)
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def probe_job(tmp, overrides, faults=None, record_to=None):
+    """The demo job with tiny training; ``faults``: ``{site: {round: fault}}`` of ``FaultySiteExecutor``;
+    ``record_to``: folder where the server's ``ResultRecorder`` writes every result that arrives."""
+    job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"training": TINY_TRAINING, **overrides})
+    config = os.path.join(job, "app", "config")
+    shutil.copy(PROBES, os.path.join(job, "app", "custom", "fl_probes.py"))
+    if faults:
+        (site, rounds), *others = faults.items()
+        assert not others, "one faulty site per job"
+
+        def faulty(client):
+            executor = client["executors"][0]["executor"]
+            executor["path"] = "fl_probes.FaultySiteExecutor"
+            executor["args"].update(faulty_site=site, faults={str(k): v for k, v in rounds.items()})
+
+        _edit(os.path.join(config, "config_fed_client.json"), faulty)
+    if record_to:
+        recorder = {"path": "fl_probes.ResultRecorder", "args": {"out_dir": os.path.abspath(record_to)}}
+
+        def recording(server):
+            server.setdefault("task_result_filters", []).append({"tasks": RESULT_TASKS, "filters": [recorder]})
+
+        _edit(os.path.join(config, "config_fed_server.json"), recording)
+    return job
+
+
+def run_probe_job(tmp, job, site_data):
+    """Run ``job`` in the simulator (2 sites, 2 threads); returns the workspace."""
+    settings = write_site_settings(os.path.join(tmp, "sites.json"), site_data)
+    workspace = os.path.join(tmp, "sim")
+    run_simulator(job, workspace, SITES, 2, settings, quiet=True)
+    return workspace
