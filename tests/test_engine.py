@@ -142,3 +142,12 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_run(tiny_settings):
     assert constant.set_progress(0.7) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="lr_schedule"):
         tiny_settings.replace(lr_schedule="step")
+
+
+def test_initial_weights_follow_the_seed_alone(tiny_settings):
+    first = build_model(tiny_settings).state_dict()
+    torch.rand(10)
+    again = build_model(tiny_settings).state_dict()
+    other = build_model(tiny_settings.replace(seed=1)).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)

@@ -1,6 +1,6 @@
 """SegResNetVAE (Myronenko 2018) for the 4 BraTS modalities and 3 nested tumour regions."""
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from monai.networks.nets import SegResNetVAE
@@ -15,6 +15,8 @@ class BratsSegResNetVAE(SegResNetVAE):
     """SegResNetVAE whose VAE branch is sized for the training crop.
 
     In training mode ``forward`` returns ``(logits, vae_loss)``; in eval mode ``(logits, None)``.
+    With ``seed``, torch's generator is seeded first, so the initial weights depend on the seed alone and the
+    FLARE server's initial global model is the same in every run of a job.
     """
 
     def __init__(
@@ -24,7 +26,10 @@ class BratsSegResNetVAE(SegResNetVAE):
         blocks_down: Sequence[int] = _DEFAULTS.blocks_down,
         blocks_up: Sequence[int] = _DEFAULTS.blocks_up,
         dropout: float = _DEFAULTS.dropout,
+        seed: Optional[int] = None,
     ):
+        if seed is not None:
+            torch.manual_seed(int(seed))
         super().__init__(
             spatial_dims=3,
             input_image_size=tuple(int(c) for c in crop),

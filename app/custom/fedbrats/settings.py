@@ -107,6 +107,7 @@ class TrainSettings:
             "blocks_down": list(self.blocks_down),
             "blocks_up": list(self.blocks_up),
             "dropout": self.dropout,
+            "seed": self.seed,
         }
 
 
