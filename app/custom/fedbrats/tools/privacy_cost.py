@@ -11,7 +11,6 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from ..constants import SITE_GRADES
 from ..datalist import write_json
 from .job_builder import parse_privacy_args
 from .privacy import PRIVACY_FILTERS, privacy_arguments
@@ -26,6 +25,7 @@ from .study import (
     recipe,
     run_arm,
     study_data,
+    summary,
     test_loaders,
 )
 from .study_report import comparison_table
@@ -84,18 +84,9 @@ def run_privacy_cost(
         private: run_arm(private, data_root, out, settings, steps, rounds, key, loaders, job),
     }
     cost = {
-        "command": command,
         "privacy": privacy,
         "privacy_args": privacy_arguments(privacy, job["privacy_args"]),
-        "settings": settings.to_dict(),
-        "steps": steps,
-        "rounds": rounds,
-        "cases_per_site": cases,
-        "seed": seed,
-        "sites": {s: SITE_GRADES[s] for s in SITES},
-        "arms": arms,
-        "minutes": round((time.time() - start) / 60, 1),
-        "arm_minutes": round(sum(a["minutes"] for a in arms.values()), 1),
+        **summary(command, settings, steps, rounds, cases, seed, arms, start),
     }
     markdown = "\n".join(cost_lines(cost)) + "\n"
     write_json(os.path.join(out, COST_JSON), cost)

@@ -181,6 +181,24 @@ def study_data(out: str, cases: int, seed: int) -> str:
     return data_root
 
 
+def summary(
+    command: str, settings: TrainSettings, steps: int, rounds: int, cases: int, seed: int, arms: dict, start: float
+) -> dict:
+    """What a study (or a comparison of its arms) ran and how long it took, around the arms' results."""
+    return {
+        "command": command,
+        "settings": settings.to_dict(),
+        "steps": steps,
+        "rounds": rounds,
+        "cases_per_site": cases,
+        "seed": seed,
+        "sites": {s: SITE_GRADES[s] for s in SITES},
+        "arms": arms,
+        "minutes": round((time.time() - start) / 60, 1),
+        "arm_minutes": round(sum(a["minutes"] for a in arms.values()), 1),
+    }
+
+
 def run_study(
     out: str,
     docs: str,
@@ -203,18 +221,7 @@ def run_study(
     for k, arm in enumerate(arms, 1):
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
-    study = {
-        "command": command,
-        "settings": settings.to_dict(),
-        "steps": steps,
-        "rounds": rounds,
-        "cases_per_site": cases,
-        "seed": seed,
-        "sites": {s: SITE_GRADES[s] for s in SITES},
-        "arms": results,
-        "minutes": round((time.time() - start) / 60, 1),
-        "arm_minutes": round(sum(r["minutes"] for r in results.values()), 1),
-    }
+    study = summary(command, settings, steps, rounds, cases, seed, results, start)
     paths = write_results(study, docs)
     print(
         f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
