@@ -29,6 +29,7 @@ def test_hd95_of_two_cubes_in_millimetres():
     assert scores["HD95"] == pytest.approx(2.0)
 
 
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
 def test_scores_on_the_masks_bounding_box_equal_monai_on_the_whole_volume():
     rng = np.random.default_rng(0)
     pred, ref = np.zeros((30, 20, 16), bool), np.zeros((30, 20, 16), bool)

@@ -77,8 +77,8 @@ def plot_curves(curves: dict, path: str) -> Optional[str]:
 
 
 def plot_dice_boxes(report: dict, path: str) -> Optional[str]:
-    """Per-case Dice of each model per region, pooled over the sites (points coloured by site); None without
-    per-case values."""
+    """Per-case Dice of each model per region, pooled over the sites: boxes of the quartiles, whiskers to the
+    extremes, every case a point coloured by its site; None without per-case values."""
     plt = pyplot()
     sites = report["sites"]
     rows = [r for r in report["models"] if any(s and s.get(PER_CASE) for s in r["sites"].values())]
@@ -97,7 +97,7 @@ def plot_dice_boxes(report: dict, path: str) -> Optional[str]:
                 ax.scatter(x, cases, s=14, color=site_colour(k), alpha=0.8, zorder=3, label=label)
                 values += cases
             pooled.append(values)
-        ax.boxplot(pooled, widths=0.5, showfliers=False, medianprops={"color": "black"})
+        ax.boxplot(pooled, widths=0.5, whis=(0, 100), medianprops={"color": "black"})
         ax.set_xticks(range(1, len(rows) + 1), labels=[r["short"] for r in rows], rotation=30, ha="right")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(region)
