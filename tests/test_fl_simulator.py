@@ -15,12 +15,13 @@ import torch
 from builders import TINY_FLAGS, TINY_TRAINING, write_site
 from conftest import REPO
 
-from fedbrats.constants import REGION_METRICS
+from fedbrats.constants import HD95_METRICS, PER_CASE, REGION_METRICS
 from fedbrats.fl.model_selector import SELECTION_FILE
 from fedbrats.fl.site_data import SITES_ENV
 from fedbrats.model import build_model, load_weights
 from fedbrats.settings import TrainSettings
 from fedbrats.tools.job_builder import build_job
+from fedbrats.tools.quickstart import segment_and_score
 from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
 
@@ -102,6 +103,11 @@ def test_cross_site_results_cover_every_model_and_site(two_round_run):
         for metrics in results[site].values():
             assert metrics["n_cases"] == cases and metrics["split"] == "testing"
             assert all(0.0 <= metrics[m] <= 1.0 for m in REGION_METRICS)
+            assert all(0.0 <= metrics[m] <= 373.13 for m in HD95_METRICS)
+            per_case = metrics[PER_CASE]  # numbers only, one per case
+            assert set(per_case) == set(REGION_METRICS + HD95_METRICS)
+            assert all(len(v) == cases and all(isinstance(x, float) for x in v) for v in per_case.values())
+            assert sum(per_case["val_hd95_wt"]) / cases == pytest.approx(metrics["val_hd95_wt"])
     shared = os.listdir(f"{workspace}/server/simulate_job/cross_site_val/model_shareables")
     assert {"site-1", "site-2"} <= set(shared)
 
@@ -126,7 +132,29 @@ def test_report_average_is_case_weighted(two_round_run, tmp_path):
         for region, metric in zip(("TC", "WT", "ET"), REGION_METRICS):
             expected = (results["site-1"][row["model"]][metric] * 1 + results["site-2"][row["model"]][metric] * 2) / 3
             assert row["average"][region] == pytest.approx(expected)
+            hd95 = f"val_hd95_{region.lower()}"
+            expected = (results["site-1"][row["model"]][hd95] * 1 + results["site-2"][row["model"]][hd95] * 2) / 3
+            assert row["average"][f"HD95_{region}"] == pytest.approx(expected)
     assert not report["warnings"] and (tmp_path / "report.md").is_file()
+    for site in SITES:  # global model validated in rounds 0-1 (TensorBoard) and 1-2 (server), local models 1-2
+        curves = report["curves"]["sites"][site]
+        assert [r for r, _ in curves["global"]] == [0, 1, 2]
+        assert [r for r, _ in curves["local"]] == [r for r, _ in curves["loss"]] == [1, 2]
+    assert [r for r, _ in report["curves"]["server"]] == [1, 2]
+    markdown = (tmp_path / "report.md").read_text()
+    assert set(report["figures"]) == {"heatmap", "curves", "dice_boxes"}
+    for name in report["figures"].values():
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in markdown
+
+
+def test_quickstart_segments_a_test_case_per_site_and_scores_it(two_round_run, tmp_path, capsys):
+    workspace, site_data = two_round_run
+    model = os.path.join(workspace, "server", "simulate_job", "app_server", "FL_global_model.pt")
+    evaluation = segment_and_score(model, workspace, site_data, str(tmp_path))
+    assert [c["case"] for c in evaluation["cases"]] == ["Case_004", "Case_005"]  # the first test case of each site
+    assert sorted(os.listdir(tmp_path / "predictions")) == ["Case_004_seg.nii.gz", "Case_005_seg.nii.gz"]
+    assert (tmp_path / "evaluation" / "summary.md").is_file() and (tmp_path / "evaluation" / "evaluation.csv").is_file()
+    assert "[infer] 2 segmentation(s)" in capsys.readouterr().out
 
 
 def test_failed_evaluation_shows_as_a_gap(tmp_path):

@@ -72,7 +72,8 @@ def test_build_job_exports_the_recipe_with_overrides(tmp_path, capsys):
 def test_a_job_carries_only_the_site_runtime_as_real_copies(tmp_path):
     custom = os.path.join(build_job("brats_fedavg_demo", str(tmp_path)), "app", "custom")
     files = sorted(os.path.relpath(os.path.join(d, f), custom) for d, _, names in os.walk(custom) for f in names)
-    assert "fedbrats/engine.py" in files and "fedbrats/fl/executor.py" in files and "fedbrats/__init__.py" in files
+    runtime = ("__init__.py", "engine.py", "metrics.py", "fl/executor.py")
+    assert {f"fedbrats/{name}" for name in runtime} <= set(files)
     assert not [f for f in files if f.startswith("fedbrats/tools") or not f.endswith(".py")], files
     assert not any(os.path.islink(os.path.join(custom, f)) for f in files)
     for f in files:

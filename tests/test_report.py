@@ -71,3 +71,67 @@ def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
 def test_no_results_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="cross_val_results.json"):
         write_report(str(tmp_path))
+
+
+def with_hd95(result, hd95, per_case_dice):
+    """``result`` with HD95 per region (mm) and per-case Dice of every region, as the sites send them."""
+    n = result["n_cases"]
+    out = {**result, "val_hd95_tc": hd95[0], "val_hd95_wt": hd95[1], "val_hd95_et": hd95[2]}
+    out["per_case"] = {f"val_{m}_{r}": list(per_case_dice[:n]) for m in ("dice", "hd95") for r in ("tc", "wt", "et")}
+    return out
+
+
+def write_site_events(app_dir, rounds):
+    """TensorBoard events as a site's executor writes them, in ``app_dir/tb_events``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(app_dir / "tb_events"))
+    for r in range(rounds):
+        writer.add_scalar("global_model/val_mean_dice", 0.1 + 0.2 * r, r)
+        writer.add_scalar("local_model/val_mean_dice", 0.2 + 0.2 * r, r)
+        writer.add_scalar("train/loss", 1.0 - 0.1 * r, r)
+    writer.close()
+
+
+def test_hd95_average_and_pictures_of_a_workspace(tmp_path):
+    results = {
+        "site-1": {m: with_hd95(metrics(0.8, 0.9, 0.7, 3), (4.0, 2.0, 6.0), (0.6, 0.8, 1.0)) for m in ("a", "b")},
+        "site-2": {m: with_hd95(metrics(0.5, 0.7, 0.2, 1), (8.0, 6.0, 373.13), (0.1,)) for m in ("a", "b")},
+    }
+    results = {site: {FINAL_GLOBAL: r["a"], BEST_GLOBAL: r["b"]} for site, r in results.items()}
+    server = tmp_path / "server" / "simulate_job"
+    (server / "cross_site_val").mkdir(parents=True)
+    (server / "cross_site_val" / "cross_val_results.json").write_text(json.dumps(results))
+    site_1 = lambda r: {"site-1": {"val_mean_dice": 0.4 + 0.1 * r, "n_cases": 3}}  # noqa: E731
+    history = [{"round": r, "score": 0.3 + 0.1 * r, "sites": site_1(r)} for r in (1, 2)]
+    (server / "global_model_selection.json").write_text(json.dumps({"best_round": 1, "history": history}))
+    for site in ("site-1", "site-2"):
+        app = tmp_path / site / "simulate_job" / f"app_{site}"
+        app.mkdir(parents=True)
+        write_site_events(app, rounds=2)
+    report = write_report(str(tmp_path), str(tmp_path / "out"))
+    ave = report["models"][0]["average"]
+    assert ave["HD95_TC"] == pytest.approx((4.0 * 3 + 8.0) / 4) and ave["HD95_ET"] == pytest.approx((18 + 373.13) / 4)
+    assert report["models"][0]["sites"]["site-1"]["per_case"]["Dice_WT"] == [0.6, 0.8, 1.0]
+    curves = report["curves"]["sites"]["site-1"]
+    assert curves["global"] == [(0, pytest.approx(0.1)), (1, pytest.approx(0.5)), (2, pytest.approx(0.6))]
+    assert curves["local"] == [(1, pytest.approx(0.2)), (2, pytest.approx(0.4))] and len(curves["loss"]) == 2
+    assert report["figures"] == {
+        "heatmap": "report_heatmap.png",
+        "curves": "report_curves.png",
+        "dice_boxes": "report_dice_boxes.png",
+    }
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    for name in report["figures"].values():
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in markdown
+    assert "| site | TC | WT | ET | mean | HD95 TC (mm) | HD95 WT (mm) | HD95 ET (mm) | cases |" in markdown
+    assert "| site-2 | 0.5000 | 0.7000 | 0.2000 | 0.4667 | 8.00 | 6.00 | 373.13 | 1 |" in markdown
+
+
+def test_results_without_per_case_values_have_no_box_plot(tmp_path):
+    path = tmp_path / "cross_site_val" / "cross_val_results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(reference_results()))
+    report = write_report(str(path), str(tmp_path / "out"))
+    assert report["figures"] == {"heatmap": "report_heatmap.png"}
+    assert "HD95" not in report["markdown"] and "![mean Dice, model x site](report_heatmap.png)" in report["markdown"]

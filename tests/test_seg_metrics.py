@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance
 
-from fedbrats.tools.seg_metrics import HD95_MAX_MM, case_scores, region_scores, summary
+from fedbrats.metrics import HD95_MAX_MM, region_scores
+from fedbrats.tools.seg_metrics import case_scores, summary
 
 
 def cubes(offset, size=2, shape=(24, 12, 12)):
@@ -24,6 +27,20 @@ def test_hd95_of_two_cubes_in_millimetres():
     scores = region_scores(a, b, spacing=(1.5, 1.0, 2.0))
     assert scores["Dice"] == pytest.approx(0.5)
     assert scores["HD95"] == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
+def test_scores_on_the_masks_bounding_box_equal_monai_on_the_whole_volume():
+    rng = np.random.default_rng(0)
+    pred, ref = np.zeros((30, 20, 16), bool), np.zeros((30, 20, 16), bool)
+    pred[0:9, 3:12, 5:16] = rng.random((9, 9, 11)) > 0.3  # touches three faces of the volume
+    ref[2:14, 4:15, 6:15] = rng.random((12, 11, 9)) > 0.2
+    spacing = (1.5, 1.0, 2.0)
+    y_pred, y = torch.as_tensor(pred)[None, None], torch.as_tensor(ref)[None, None]
+    expected_hd95 = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)
+    scores = region_scores(pred, ref, spacing)
+    assert scores["HD95"] == pytest.approx(float(expected_hd95))
+    assert scores["Dice"] == pytest.approx(float(compute_dice(y_pred, y, include_background=True)))
 
 
 def test_empty_regions_follow_the_brats_conventions():

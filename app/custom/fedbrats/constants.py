@@ -15,12 +15,16 @@ MEAN_DICE = "val_mean_dice"
 N_CASES = "n_cases"
 
 
-def region_metric(region: str) -> str:
-    """Metric name of the Dice of one region, e.g. ``val_dice_tc``."""
-    return f"val_dice_{region.lower()}"
+def region_metric(region: str, metric: str = "dice") -> str:
+    """Metric name of one region, e.g. ``val_dice_tc`` or (``metric="hd95"``) ``val_hd95_tc``."""
+    return f"val_{metric}_{region.lower()}"
 
 
 REGION_METRICS = tuple(region_metric(r) for r in REGIONS)
+HD95_METRICS = tuple(region_metric(r, "hd95") for r in REGIONS)
+"""HD95 in mm of each region, on the grid the site evaluates (its cases resampled to ``pixdim``)."""
+PER_CASE = "per_case"
+"""Key of the per-case values in a site's metrics: ``{metric name: [one number per case]}``, no case names."""
 
 SPLITS = ("training", "validation", "testing")
 

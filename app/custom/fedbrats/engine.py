@@ -10,10 +10,10 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
-from monai.metrics import DiceMetric
 
-from .constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from .constants import N_CASES, REGIONS
 from .data import data_errors
+from .metrics import case_metrics, site_metrics
 from .model import build_model, segmentation_logits
 from .settings import TrainSettings
 
@@ -142,8 +142,8 @@ class SegmentationEngine:
         return loss.detach()
 
     @torch.no_grad()
-    def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
-        """Sliding-window Dice per region over the cases of ``loader``."""
+    def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, object]:
+        """Sliding-window Dice and HD95 per region over the cases of ``loader`` (see :func:`evaluate`)."""
         self.model.eval()
         metrics = evaluate(self.model, loader, self.settings, self.device, self.use_amp, should_stop)
         if self.device.type == "cuda":
@@ -155,15 +155,6 @@ class SegmentationEngine:
 
     def set_weights(self, weights: Dict[str, object]) -> None:
         self.model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
-
-
-def dice_metrics(dice: torch.Tensor) -> Dict[str, float]:
-    """Per-case Dice (cases x regions) to the product's metric dict."""
-    per_region = dice.float().mean(dim=0).tolist() if len(dice) else [float("nan")] * len(REGION_METRICS)
-    out = {name: float(v) for name, v in zip(REGION_METRICS, per_region)}
-    out[MEAN_DICE] = float(sum(per_region) / len(per_region))
-    out[N_CASES] = int(len(dice))
-    return out
 
 
 def region_masks(logits: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
@@ -184,11 +175,14 @@ def evaluate(
     device: torch.device,
     use_amp: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
-) -> Dict[str, float]:
-    """Dice of thresholded sigmoid outputs; a region absent from both truth and prediction scores 1."""
-    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+) -> Dict[str, object]:
+    """Dice and HD95 (:mod:`fedbrats.metrics`) of the thresholded sigmoid outputs, per region and case.
+
+    Scored on the grid the model sees (the case resampled to ``settings.pixdim``), so HD95 is in mm of that grid.
+    """
     model.eval()
-    start = time.time()
+    spacing = (settings.pixdim,) * 3
+    cases, start = [], time.time()
     with data_errors():
         for batch in loader:
             if should_stop():
@@ -202,8 +196,9 @@ def evaluate(
                     predictor=lambda x: segmentation_logits(model, x),
                     overlap=settings.sw_overlap,
                 )
-            metric(y_pred=region_masks(logits, settings), y=batch["label"].to(device))
-    dice = metric.aggregate() if metric.get_buffer() is not None else torch.zeros((0, len(REGION_METRICS)))
-    out = dice_metrics(dice.cpu())
+            masks = region_masks(logits, settings).bool().cpu().numpy()
+            labels = torch.as_tensor(batch["label"]).bool().cpu().numpy()
+            cases += [case_metrics(pred, ref, spacing) for pred, ref in zip(masks, labels)]
+    out = site_metrics(cases)
     logger.debug("validated %d cases in %.1f s", out[N_CASES], time.time() - start)
     return out

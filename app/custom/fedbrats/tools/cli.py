@@ -20,7 +20,10 @@ COMMANDS = {
     "model-card": ("fedbrats.tools.model_card", "MONAI-bundle metadata.json (and runnable bundle) of a model"),
     "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
     "privacy-cost": ("fedbrats.tools.privacy_cost", "Dice of FedAvg with and without a privacy filter"),
-    "quickstart": ("fedbrats.tools.quickstart", "synthetic sites + demo FedAvg job in the simulator + report"),
+    "quickstart": (
+        "fedbrats.tools.quickstart",
+        "synthetic sites + demo FedAvg job in the simulator + report + a test case per site segmented and scored",
+    ),
     "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
     "bench-step": ("fedbrats.tools.step_benchmark", "training step time and peak memory per crop"),

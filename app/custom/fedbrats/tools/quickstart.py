@@ -1,4 +1,5 @@
-"""End-to-end demo: synthetic HGG-like and LGG-like sites, the demo FedAvg job, the simulator, the report."""
+"""End-to-end demo: synthetic HGG-like and LGG-like sites, the demo FedAvg job, the simulator, the report, and
+one test case per site segmented with the final global model and scored."""
 
 import argparse
 import os
@@ -6,6 +7,9 @@ import time
 from typing import Dict, List, Optional
 
 from ..constants import SITE_GRADES
+from ..datalist import case_name, load_datalist, resolve_path
+from .evaluate import SUMMARY_MD, evaluate_folder
+from .infer import main as infer_main
 from .job_builder import build_job
 from .jobs import DEMO_JOB, JOBS
 from .report import write_report
@@ -29,30 +33,51 @@ def ensure_synthetic_sites(root: str, sites: List[str], cases: int) -> Dict[str,
     return site_data
 
 
+def segment_and_score(model: str, job: str, site_data: Dict[str, Dict[str, str]], out: str) -> dict:
+    """Segment the first test case of every site with ``model`` (``fedbrats infer``) into ``out/predictions`` and
+    score it against its label (``fedbrats evaluate``) into ``out/evaluation``; returns the evaluation."""
+    folders, references = [], {}
+    for site in site_data.values():
+        entry = load_datalist(site["datalist"], "testing")[0]
+        case = case_name(entry)
+        if case not in references:
+            references[case] = resolve_path(entry["label"], site["data_root"], case)
+            folders.append(os.path.dirname(resolve_path(entry["image"][0], site["data_root"], case)))
+    predictions = os.path.join(out, "predictions")
+    infer_main(["--model", model, "--job", job, "--case-dir", *folders, "--out", predictions])
+    return evaluate_folder(predictions, references, os.path.join(out, "evaluation"))
+
+
 def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, job: str = DEMO_JOB) -> dict:
     start = time.time()
     sites = list(SITE_GRADES)
     data_root = os.path.join(workspace, "data")
-    print(f"[quickstart] 1/4 synthetic sites in {data_root}", flush=True)
+    print(f"[quickstart] 1/5 synthetic sites in {data_root}", flush=True)
     site_data = ensure_synthetic_sites(data_root, sites, cases)
-    print(f"[quickstart] 2/4 building job {job}", flush=True)
+    print(f"[quickstart] 2/5 building job {job}", flush=True)
     job_dir = build_job(job, os.path.join(workspace, "jobs"), {"num_rounds": rounds})
     settings = write_site_settings(os.path.join(workspace, "sites.json"), site_data)
     sim_dir = os.path.join(workspace, "simulator")
-    print("[quickstart] 3/4 running the federation in FLARE's simulator", flush=True)
+    print("[quickstart] 3/5 running the federation in FLARE's simulator", flush=True)
     run_simulator(job_dir, sim_dir, sites, threads, settings)
-    print("[quickstart] 4/4 cross-site evaluation report", flush=True)
+    print("[quickstart] 4/5 cross-site evaluation report", flush=True)
     report = write_report(sim_dir, os.path.join(workspace, "report"))
     print(report["markdown"])
     server = os.path.join(sim_dir, "server", "simulate_job")
+    final_model = os.path.join(server, "app_server", "FL_global_model.pt")
+    print("[quickstart] 5/5 segmenting one test case per site with the final global model, scoring it", flush=True)
+    segmented = os.path.join(workspace, "segmentation")
+    evaluation = segment_and_score(final_model, job_dir, site_data, segmented)
     print(f"[quickstart] done in {(time.time() - start) / 60:.1f} min")
-    print(f"  report:        {report['paths'][0]}")
+    print(f"  report:        {report['paths'][0]} (pictures beside it)")
     print(f"  global models: {os.path.join(server, 'app_server')} (FL_global_model.pt, best_FL_global_model.pt)")
     print(f"  site models:   {os.path.join(sim_dir, '<site>', 'simulate_job', 'app_<site>', 'best_local_model.pt')}")
     print(f"  TensorBoard:   tensorboard --logdir {sim_dir}")
     print(f"  simulator log: {simulator_log(sim_dir)}")
+    print(f"  segmented:     {evaluation['predictions']} ({evaluation['n_cases']} test cases, <case>_seg.nii.gz)")
+    print(f"  their scores:  {os.path.join(segmented, 'evaluation', SUMMARY_MD)} (evaluation.csv, summary.json)")
     print(EXPECTATION)
-    return report
+    return {**report, "segmentation": evaluation}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

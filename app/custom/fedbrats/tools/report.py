@@ -1,4 +1,4 @@
-"""Cross-site evaluation report: per-site Dice of every model and the case-weighted average."""
+"""Cross-site evaluation report: per-site Dice and HD95 of every model, the case-weighted average, pictures."""
 
 import argparse
 import glob
@@ -7,12 +7,18 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from ..constants import HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_METRICS, REGIONS
 from ..datalist import write_json
 from ..fl.model_selector import SELECTION_FILE
+from .learning_curves import learning_curves
+from .report_figures import write_figures
+from .seg_metrics import metric_name
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
+HD95_KEYS = tuple(metric_name("HD95", r) for r in REGIONS)
+PER_CASE_KEYS = {m: metric_name("Dice", r) for m, r in zip(REGION_METRICS, REGIONS)}
+PER_CASE_KEYS.update({m: metric_name("HD95", r) for m, r in zip(HD95_METRICS, REGIONS)})
 
 
 def find_file(path: str, name: str) -> Optional[str]:
@@ -23,8 +29,13 @@ def find_file(path: str, name: str) -> Optional[str]:
     return max(found, key=os.path.getmtime) if found else None
 
 
-def site_result(metrics: object) -> Optional[Dict[str, float]]:
-    """Region Dice and case count of one (model, site) result, or None if it is missing or incomplete."""
+def _numbers(values: object, n: int) -> bool:
+    return isinstance(values, list) and len(values) == n and all(isinstance(v, (int, float)) for v in values)
+
+
+def site_result(metrics: object) -> Optional[Dict[str, object]]:
+    """Region Dice (and HD95, per-case values when the site sent them) and case count of one (model, site)
+    result, or None if it is missing or incomplete."""
     if not isinstance(metrics, dict) or not all(isinstance(metrics.get(m), (int, float)) for m in REGION_METRICS):
         return None
     n = metrics.get(N_CASES)
@@ -32,17 +43,28 @@ def site_result(metrics: object) -> Optional[Dict[str, float]]:
         return None
     out = {r: float(metrics[m]) for r, m in zip(REGIONS, REGION_METRICS)}
     out["mean"] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(REGIONS)))
+    if all(isinstance(metrics.get(m), (int, float)) for m in HD95_METRICS):
+        out.update({k: float(metrics[m]) for k, m in zip(HD95_KEYS, HD95_METRICS)})
+    per_case = metrics.get(PER_CASE)
+    if isinstance(per_case, dict):
+        kept = {k: [float(v) for v in per_case[m]] for m, k in PER_CASE_KEYS.items() if _numbers(per_case.get(m), n)}
+        if kept:
+            out[PER_CASE] = kept
     out[N_CASES] = n
     return out
 
 
 def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
-    """(sum of dice_s x n_s) / (sum of n_s) per region over the sites that have a result."""
+    """(sum of x_s n_s) / (sum of n_s) of Dice per region and mean over the sites that have a result; HD95 too
+    when every one of them has it."""
     present = [r for r in results.values() if r is not None]
     total = sum(r[N_CASES] for r in present)
     if not total:
         return None
-    out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in REGIONS + ("mean",)}
+    keys = REGIONS + ("mean",)
+    if all(k in r for r in present for k in HD95_KEYS):
+        keys += HD95_KEYS
+    out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in keys}
     out[N_CASES] = total
     return out
 
@@ -57,6 +79,15 @@ def model_label(model: str, final_round: Optional[int], best_round: Optional[int
             else "global best model"
         )
     return f"{model} best model (selected by {model}'s local validation)"
+
+
+def short_label(model: str, final_round: Optional[int], best_round: Optional[int]) -> str:
+    """Label of a model in the pictures."""
+    if model == FINAL_GLOBAL:
+        return f"final global (round {final_round})" if final_round else "final global"
+    if model == BEST_GLOBAL:
+        return f"best global (round {best_round})" if best_round is not None else "best global"
+    return f"{model} best local"
 
 
 def build_report(results: dict, selection: Optional[dict] = None) -> dict:
@@ -81,6 +112,7 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
             {
                 "model": model,
                 "label": model_label(model, final_round, best_round),
+                "short": short_label(model, final_round, best_round),
                 "sites": per_site,
                 "average": weighted_average(per_site),
             }
@@ -99,22 +131,64 @@ def _fmt(value: Optional[float]) -> str:
     return "missing" if value is None else f"{value:.4f}"
 
 
+def _fmt_mm(value: Optional[float]) -> str:
+    return "missing" if value is None else f"{value:.2f}"
+
+
 def region_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> List[str]:
-    """Markdown rows of per-site TC / WT / ET / mean Dice and the case-weighted AVE."""
-    lines = ["| site | TC | WT | ET | mean | cases |", "|---|---|---|---|---|---|"]
-    for site, r in list(sites.items()) + [("AVE", average)]:
+    """Markdown rows of per-site TC / WT / ET / mean Dice (and HD95 in mm when there is any) and the case-weighted
+    AVE."""
+    rows = list(sites.items()) + [("AVE", average)]
+    with_hd95 = any(r and HD95_KEYS[0] in r for _, r in rows)
+    hd95_head = "".join(f" HD95 {r} (mm) |" for r in REGIONS) if with_hd95 else ""
+    columns = 6 + (len(REGIONS) if with_hd95 else 0)
+    lines = [f"| site | TC | WT | ET | mean |{hd95_head} cases |", "|---" * columns + "|"]
+    for site, r in rows:
         values = [_fmt(r[k] if r else None) for k in REGIONS + ("mean",)]
+        if with_hd95:
+            values += [_fmt_mm(r.get(k) if r else None) for k in HD95_KEYS]
         lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
     return lines
 
 
+HD95_NOTE = (
+    "HD95: 95th percentile Hausdorff distance in mm, measured by each site on its cases resampled to the model's "
+    "voxel size; a region empty in both the prediction and the reference scores Dice 1 and HD95 0 mm, in one of "
+    "them Dice 0 and HD95 373.13 mm."
+)
+FIGURE_TEXT = {
+    "heatmap": ("mean Dice, model x site", ""),
+    "curves": (
+        "learning curves",
+        "## Learning curves\n\nValidation mean Dice per round: each site's score of the global model it received "
+        "(solid) and of its own model after local training (dashed), the server's case-weighted score of the "
+        "global model (black), and each site's training loss.",
+    ),
+    "dice_boxes": (
+        "per-case Dice per region",
+        "## Per-case Dice\n\nDice of every case per region and model, all sites' cases together; "
+        "the sites send these as numbers only, without case names.",
+    ),
+}
+
+
+def figure_lines(figures: Dict[str, str], kind: str) -> List[str]:
+    if kind not in figures:
+        return []
+    alt, text = FIGURE_TEXT[kind]
+    return ([text, ""] if text else []) + [f"![{alt}]({figures[kind]})", ""]
+
+
 def to_markdown(report: dict) -> str:
     cases = ", ".join(f"{s} {n if n else 'missing'}" for s, n in report["cases"].items())
+    with_hd95 = any(row["average"] and HD95_KEYS[0] in row["average"] for row in report["models"])
+    figures = report.get("figures") or {}
     lines = [
         "# Cross-site evaluation",
         "",
         f"Split: {report['split']}; cases per site: {cases}. "
-        "AVE is weighted by each site's number of cases: (sum of dice_s x n_s) / (sum of n_s).",
+        "AVE is weighted by each site's number of cases: (sum of x_s n_s) / (sum of n_s)."
+        + (f" {HD95_NOTE}" if with_hd95 else ""),
         "",
     ]
     for row in report["models"]:
@@ -128,13 +202,20 @@ def to_markdown(report: dict) -> str:
             + " | ".join(cells)
             + f" | {_fmt(row['average']['mean'] if row['average'] else None)} |"
         )
+    lines.append("")
+    for kind in FIGURE_TEXT:
+        lines += figure_lines(figures, kind)
     if report["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
-    return "\n".join(lines) + "\n"
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_report(source: str, out_dir: Optional[str] = None) -> dict:
-    """Read a finished simulator workspace or downloaded job result and write report.md / report.json."""
+    """Read a finished simulator workspace or downloaded job result; write report.md, report.json and the pictures.
+
+    The learning curves come from the sites' TensorBoard events below ``source`` (a simulator workspace holds
+    them) and from the server's selection history.
+    """
     results_path = find_file(source, RESULTS_FILE)
     if results_path is None:
         raise FileNotFoundError(f"no {RESULTS_FILE} under {source}: did the job's cross-site evaluation finish?")
@@ -144,20 +225,22 @@ def write_report(source: str, out_dir: Optional[str] = None) -> dict:
     selection = json.load(open(selection_path)) if selection_path else None
     report = build_report(results, selection)
     report["source"] = os.path.abspath(results_path)
+    report["curves"] = learning_curves(source if os.path.isdir(source) else None, selection)
     out_dir = out_dir or os.path.dirname(os.path.dirname(results_path))
     os.makedirs(out_dir, exist_ok=True)
+    report["figures"] = write_figures(report, out_dir)
     write_json(os.path.join(out_dir, "report.json"), report)
     markdown = to_markdown(report)
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(markdown)
-    report["paths"] = [os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.json")]
+    report["paths"] = [os.path.join(out_dir, n) for n in ("report.md", "report.json", *report["figures"].values())]
     report["markdown"] = markdown
     return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="simulator workspace, downloaded job result, or cross_val_results.json")
-    parser.add_argument("--out", help="folder for report.md and report.json (default: next to the results)")
+    parser.add_argument("--out", help="folder for report.md, report.json and the PNGs (default: next to the results)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from typing import List
 
 from ..constants import MEAN_DICE, REGIONS
 from ..datalist import write_json
+from .plots import DPI, pyplot, save
 from .report import _fmt, region_table
 
 RESULTS_MD, RESULTS_JSON, CURVES_PNG = "results.md", "results.json", "results_curves.png"
@@ -68,12 +69,7 @@ def targets(study: dict) -> List[str]:
 
 
 def plot_curves(study: dict, path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 4.2), dpi=DPI)
     for arm, result in study["arms"].items():
         curve = result["curve"]
         ax.plot([c["steps"] for c in curve], [c[MEAN_DICE] for c in curve], marker="o", markersize=3, label=arm)
@@ -83,10 +79,7 @@ def plot_curves(study: dict, path: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title("Validation Dice against optimiser steps")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def to_markdown(study: dict) -> str:
