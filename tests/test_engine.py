@@ -158,3 +158,23 @@ def test_initial_weights_follow_the_seed_alone(tiny_settings):
     other = build_model(tiny_settings.replace(seed=1)).state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_proximal_regulariser_keeps_the_weights_near_the_global_model(tiny_site, tiny_settings):
+    from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+
+    root, datalist = tiny_site
+    settings = tiny_settings.replace(learning_rate=1e-2, local_steps=4)
+    loader = site_loader(datalist, root, "training", settings, train=True)
+    drift = {}
+    for mu in (0.0, 100.0):
+        set_determinism(0)
+        engine = SegmentationEngine(settings)
+        anchor = build_model(settings).requires_grad_(False)
+        engine.set_weights(anchor.state_dict())
+        proximal = PTFedProxLoss(mu=mu)
+        assert engine.train_round(loader, regulariser=lambda m, f=proximal, a=anchor: f(m, a))["steps"] == 4
+        drift[mu] = sum(float(((p - a) ** 2).sum()) for p, a in zip(engine.model.parameters(), anchor.parameters()))
+    assert drift[100.0] < 0.5 * drift[0.0], drift
+    with pytest.raises(ValueError, match="fedprox_mu"):
+        tiny_settings.replace(fedprox_mu=-1.0)

@@ -1,9 +1,10 @@
 """What leaves a site: every result the sites send in a real tiny run, recorded where it arrives at the server.
 
-A result may hold model weights (or their differences) of the model's own tensors and shapes, Dice metrics,
-case and step counts, round numbers and FLARE's own headers; never image data, labels, file paths, case
-identifiers or the name of a data root. Run with no privacy filter, with SVT and with the VAE branch excluded
-(with a filter the sites send weight differences and their local models stay at the sites).
+A result may hold model weights (or their differences) of the model's own tensors and shapes, Dice and HD95
+metrics (per case as unnamed numbers in evaluations), case and step counts, round numbers and FLARE's own
+headers; never image data, labels, file paths, case identifiers or the name of a data root. Run with no
+privacy filter, with SVT and with the VAE branch excluded (with a filter the sites send weight differences
+and their local models stay at the sites).
 """
 
 import glob
@@ -14,12 +15,12 @@ import pytest
 from builders import TINY_TRAINING
 from probe_jobs import SITES, probe_job, run_probe_job, tiny_sites
 
-from fedbrats.constants import REGION_METRICS
+from fedbrats.constants import HD95_METRICS, PER_CASE, REGION_METRICS
 from fedbrats.model import build_model
 from fedbrats.settings import TrainSettings
 from fedbrats.tools.simulate import simulator_log
 
-METRICS = set(REGION_METRICS) | {"val_mean_dice", "n_cases"}
+METRICS = set(REGION_METRICS) | set(HD95_METRICS) | {"val_mean_dice", "n_cases"}
 WEIGHT_META = {"NUM_STEPS_CURRENT_ROUND", "initial_metrics", "round"}
 FILTER_META = {"svt": {"filter_history", "svt_privacy_budget", "svt_privacy_accountant"}, "exclude": {"filter_history"}}
 FILTERS = {"svt": ["SVTPrivacy"], "exclude": ["ExcludeVars"]}
@@ -65,7 +66,11 @@ def test_a_site_sends_only_weights_metrics_counts_and_rounds(tmp_path, privacy):
             assert dxo["meta"].get("filter_history") == (FILTERS[privacy] if filtered else None)
             assert set(dxo["meta"].get("initial_metrics", {})) <= METRICS
         else:
-            assert dxo["kind"] == "METRICS" and set(dxo["data"]) == METRICS | {"split"}, path
+            assert dxo["kind"] == "METRICS" and set(dxo["data"]) == METRICS | {"split", PER_CASE}, path
+            per_case = dxo["data"][PER_CASE]  # numbers in case order, no names
+            assert set(per_case) == set(REGION_METRICS) | set(HD95_METRICS), path
+            n_cases = dxo["data"]["n_cases"]
+            assert all(len(v) == n_cases and all(isinstance(x, float) for x in v) for v in per_case.values()), path
         for where, leaf in leaves(result):
             if isinstance(leaf, dict):  # an array: only the model's tensors travel
                 assert where[:2] == ("DXO", "data") and where[2] in shapes, (path, where)

@@ -18,6 +18,8 @@ from .model import build_model, segmentation_logits
 from .settings import TrainSettings
 
 logger = logging.getLogger(__name__)
+Regulariser = Optional[Callable[[torch.nn.Module], torch.Tensor]]
+"""A term added to the loss of every training step, computed from the model."""
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
@@ -101,16 +103,25 @@ class SegmentationEngine:
         """One pass over ``loader`` (at most ``max_steps_per_epoch`` steps); returns mean loss and steps."""
         return self.train_steps(loader, self.settings.max_steps_per_epoch or math.inf, should_stop, passes=1)
 
-    def train_round(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
-        """The local work of one FL round: ``local_steps`` steps, or else ``local_epochs`` passes over ``loader``."""
+    def train_round(
+        self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False, regulariser: Regulariser = None
+    ) -> Dict[str, float]:
+        """The local work of one FL round: ``local_steps`` steps, or else ``local_epochs`` passes over ``loader``.
+
+        ``regulariser(model)``, when given, is added to the loss of every step (e.g. FedProx's proximal term)."""
         if self.settings.local_steps:
-            return self.train_steps(loader, self.settings.local_steps, should_stop)
+            return self.train_steps(loader, self.settings.local_steps, should_stop, regulariser=regulariser)
         cap = self.settings.max_steps_per_epoch
         epochs = self.settings.local_epochs
-        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, passes=epochs)
+        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, epochs, regulariser)
 
     def train_steps(
-        self, loader: Iterable, steps: float, should_stop: Callable[[], bool] = lambda: False, passes: float = math.inf
+        self,
+        loader: Iterable,
+        steps: float,
+        should_stop: Callable[[], bool] = lambda: False,
+        passes: float = math.inf,
+        regulariser: Regulariser = None,
     ) -> Dict[str, float]:
         """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``)."""
         self.model.train()
@@ -122,20 +133,22 @@ class SegmentationEngine:
                 for batch in loader:
                     if done >= steps or should_stop():
                         break
-                    total += self._step(batch)
+                    total += self._step(batch, regulariser)
                     done += 1
                 passes_done += 1
                 if done == before:
                     break
         return {"loss": float(total) / max(done, 1), "steps": done}
 
-    def _step(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def _step(self, batch: Dict[str, torch.Tensor], regulariser: Regulariser = None) -> torch.Tensor:
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             logits, vae_loss = self.model(images)
             loss = self.loss_fn(logits.float(), labels) + self.settings.vae_weight * vae_loss.float()
+        if regulariser is not None:
+            loss = loss + regulariser(self.model)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -1,5 +1,6 @@
 """FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.engine`."""
 
+import copy
 import os
 import re
 import time
@@ -15,9 +16,10 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
 from torch.utils.tensorboard import SummaryWriter
 
-from ..constants import MEAN_DICE, REGION_METRICS, SPLITS
+from ..constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
 from ..data import site_loader
 from ..engine import SegmentationEngine, select_device
 from ..errors import BratsDataError
@@ -166,7 +168,7 @@ class BratsExecutor(Executor):
         # (3) train locally, at the learning rate of this round
         if isinstance(total_rounds, int) and total_rounds > 0:
             self.engine.set_progress(current_round / total_rounds)
-        result = self.engine.train_round(self._loader("training", fl_ctx), should_stop=stop)
+        result = self.engine.train_round(self._loader("training", fl_ctx), stop, self._proximal_term())
         trained = time.time()
         if stop():
             return make_reply(ReturnCode.TASK_ABORTED)
@@ -201,9 +203,8 @@ class BratsExecutor(Executor):
         if self.send_weight_diff:
             weights = {k: v - global_weights[k] for k, v in weights.items()}
             kind = DataKind.WEIGHT_DIFF
-        dxo = DXO(
-            kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: global_metrics}
-        )
+        summary = {k: v for k, v in global_metrics.items() if k != PER_CASE}  # per-case values only in evaluations
+        dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: summary})
         return dxo.to_shareable()
 
     def _refuse_update(self, nonfinite: List[str], round_label: str, loss: float, fl_ctx: FLContext) -> Shareable:
@@ -229,6 +230,14 @@ class BratsExecutor(Executor):
         checkpoint = torch.load(self.best_model_path, map_location="cpu", weights_only=False)
         weights = {k: v.numpy() for k, v in checkpoint["model"].items()}
         return DXO(DataKind.WEIGHTS, data=weights, meta={"round": checkpoint["round"]}).to_shareable()
+
+    def _proximal_term(self):
+        """FedProx's penalty on the drift from the global model just received (None without ``fedprox_mu``)."""
+        if not self.settings.fedprox_mu:
+            return None
+        anchor = copy.deepcopy(self.engine.model).requires_grad_(False)
+        proximal = PTFedProxLoss(mu=self.settings.fedprox_mu)
+        return lambda model: proximal(model, anchor)
 
     def _metrics_reply(self, split: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         # (1) receive the model to score
