@@ -17,10 +17,10 @@ from monai.utils import set_determinism
 from ..constants import CENTRAL_SITE, MEAN_DICE, N_CASES, SITE_GRADES
 from ..data import site_loader
 from ..datalist import write_json
-from ..engine import SegmentationEngine, evaluate
+from ..engine import SegmentationEngine, evaluate, select_device
 from ..fl.model_selector import SELECTION_FILE
 from ..model import build_model, load_weights
-from ..settings import TrainSettings
+from ..settings import TrainSettings, add_settings_arguments, settings_overrides
 from .central import BEST_MODEL, LAST_MODEL, fit
 from .job_builder import build_job
 from .jobs import DEMO_JOB, job_definition
@@ -181,12 +181,21 @@ def study_data(out: str, cases: int, seed: int) -> str:
     return data_root
 
 
+def machine() -> str:
+    """The hardware the arms train on, as the results name it."""
+    if select_device().type == "cuda":
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU, {cores} cores, torch {torch.__version__}"
+
+
 def summary(
     command: str, settings: TrainSettings, steps: int, rounds: int, cases: int, seed: int, arms: dict, start: float
 ) -> dict:
     """What a study (or a comparison of its arms) ran and how long it took, around the arms' results."""
     return {
         "command": command,
+        "machine": machine(),
         "settings": settings.to_dict(),
         "steps": steps,
         "rounds": rounds,
@@ -243,15 +252,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help="FedAvg rounds; also the validations of every arm"
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    add_settings_arguments(parser)  # the recipe's overrides, e.g. the reference crop on a GPU; --seed seeds all
 
 
 def run(args: argparse.Namespace) -> None:
     if args.steps % (len(SITES) * args.rounds):
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
-    command = "fedbrats study " + " ".join(
-        f"--{k} {v}"
-        for k, v in (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", args.seed))
-    )
-    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, args.seed, args.arms, command)
+    overrides = settings_overrides(args)
+    seed = overrides.pop("seed", 0)
+    values = (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", seed))
+    command = "fedbrats study " + " ".join(f"--{k} {v}" for k, v in values)
+    if overrides:
+        command += f" (recipe overrides {json.dumps(overrides, sort_keys=True)})"
+    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, seed, args.arms, command, overrides)

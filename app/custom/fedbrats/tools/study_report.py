@@ -90,7 +90,7 @@ def to_markdown(study: dict) -> str:
             "# Accuracy study: centralised vs FedAvg vs local-only",
             "",
             f"Command: `{study['command']}`; the arms trained and were evaluated in {study['arm_minutes']} min "
-            "(without writing the synthetic data).",
+            f"(without writing the synthetic data) on {study.get('machine', 'an unrecorded machine')}.",
             "",
             f"Data: {study['cases_per_site']} synthetic cases per site ({sites}), seed {study['seed']}. "
             f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
