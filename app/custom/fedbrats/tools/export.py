@@ -160,7 +160,7 @@ def export_model(
         "pytorch": {"seconds": median_seconds(reference_run, image, repeats)},
     }
     shape = "x".join(map(str, image.shape))
-    print(f"{PREFIX} pytorch: {result['pytorch']['seconds']:.3f} s per pass (input {shape}, {threads} threads)")
+    print(f"{PREFIX} pytorch: {result['pytorch']['seconds']:.3f} s per pass (input {shape}, {threads} thread(s))")
     os.makedirs(out, exist_ok=True)
     for fmt in formats:
         path = os.path.join(out, FORMATS[fmt])
@@ -172,7 +172,7 @@ def export_model(
         if fmt == "onnx":
             exported.update(opset=ONNX_OPSET, runtime="onnxruntime, CPUExecutionProvider", dynamic_axes=ONNX_AXES)
         result[fmt] = exported
-        dice = " ".join(f"{r} {v:.4f}" for r, v in exported["dice"].items())
+        dice = " ".join(f"{r} {v:.6g}" for r, v in exported["dice"].items())
         print(
             f"{PREFIX} {fmt}: {exported['seconds']:.3f} s per pass; max |logit difference| "
             f"{exported['max_abs_diff']:.2e}, Dice {dice}, {exported['differing_voxels']} voxel(s) differ "
