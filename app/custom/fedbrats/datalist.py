@@ -134,9 +134,9 @@ def entry_problem(
     entry: object, index: int, split: str, path: str, require_label: bool = True
 ) -> Optional[BratsDataError]:
     """The error of a malformed entry (neither of :data:`ENTRY_FORMS`, or of an unknown format), or None."""
-    case = case_name(entry) if isinstance(entry, dict) else ""
     if not isinstance(entry, dict):
         return BratsDataError(f"entry {index} of {split!r} must be {ENTRY_FORMS}", path=path)
+    case = case_name(entry)
     data_format, image, label = entry_format(entry), entry.get("image"), entry.get("label")
     if data_format not in DATA_FORMATS:
         message = f"entry {index} of {split!r} has format {data_format!r}; known: {', '.join(DATA_FORMATS)}"
