@@ -1,4 +1,4 @@
-"""Small builders of BraTS-layout cases and datalists for tests."""
+"""Small builders of BraTS-layout and MSD-layout cases and datalists for tests."""
 
 import json
 import os
@@ -6,8 +6,9 @@ import os
 import nibabel as nib
 import numpy as np
 
-from fedbrats.constants import LABEL_SUFFIX, MODALITIES
+from fedbrats.constants import LABEL_SUFFIX, MODALITIES, MSD_CHANNELS
 from fedbrats.datalist import case_files
+from fedbrats.msd import msd_files, to_msd_labels
 
 
 def tumour_case(shape=(32, 32, 32), seed=0, radius=6):
@@ -40,6 +41,21 @@ def write_case(root, case_id, grade="HGG", shape=(32, 32, 32), seed=0, images=No
     entry = case_files(case_id, grade)
     affine = np.eye(4) if affine is None else affine
     for rel, volume in zip(entry["image"] + [entry["label"]], list(images) + [labels]):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        nib.save(nib.Nifti1Image(np.asarray(volume), affine), path)
+    return entry
+
+
+def write_msd_case(root, case_id, shape=(32, 32, 32), seed=0, images=None, labels=None, affine=None):
+    """Write one case in the MSD Task01 layout: a 4D image (FLAIR, T1w, T1gd, T2w) and MSD labels 0 to 3, from
+    modalities in the model's order and BraTS labels (those of :func:`tumour_case` by default); returns its entry."""
+    if images is None:
+        images, labels = tumour_case(shape, seed)
+    entry = msd_files(case_id)
+    affine = np.eye(4) if affine is None else affine
+    image = np.stack([images[MODALITIES.index(m)] for m in MSD_CHANNELS], axis=-1)
+    for rel, volume in ((entry["image"], image), (entry["label"], to_msd_labels(np.asarray(labels)))):
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         nib.save(nib.Nifti1Image(np.asarray(volume), affine), path)

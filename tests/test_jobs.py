@@ -12,7 +12,8 @@ from conftest import REPO
 
 from fedbrats.tools.cli import main
 from fedbrats.tools.envs import RunningPocEnv
-from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config
+from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config, overrides_from_args
+from fedbrats.tools.job_script import parse_args
 from fedbrats.tools.jobs import CPU_RECIPE, JOBS, job_definition
 from fedbrats.tools.recipe import BratsRecipe
 
@@ -80,6 +81,16 @@ def test_a_job_carries_only_the_site_runtime_as_real_copies(tmp_path):
         for node in ast.walk(ast.parse(open(os.path.join(custom, f)).read())):
             if isinstance(node, ast.ImportFrom):
                 assert "tools" not in (node.module or "").split("."), f"{f} imports {node.module}"
+
+
+def test_sites_flag_sets_the_federation_and_by_default_waits_for_every_site():
+    three = job_definition(
+        "brats_fedavg", overrides_from_args(parse_args(argv=["--sites", "site-1", "site-2", "site-3"]))
+    )
+    assert three.sites == ("site-1", "site-2", "site-3") and three.min_clients == 3
+    two_of_three = overrides_from_args(parse_args(argv=["--sites", "a", "b", "c", "--min-clients", "2"]))
+    assert job_definition("brats_fedavg", two_of_three).min_clients == 2
+    assert job_definition("brats_fedavg", overrides_from_args(parse_args(argv=[]))).sites == ("site-1", "site-2")
 
 
 def test_job_definitions():

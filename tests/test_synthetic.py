@@ -4,10 +4,15 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from monai.transforms import Compose
 
 from fedbrats.constants import MODALITIES
-from fedbrats.datalist import resolve_datalist
+from fedbrats.datalist import resolve_datalist, resolve_entry
+from fedbrats.tools.msd_split import read_dataset_json
 from fedbrats.tools.synthetic.generator import generate_case, split_sizes, write_sites
+from fedbrats.tools.synthetic.layouts import write_brats_case, write_msd_case
+from fedbrats.transforms import deterministic_transforms
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +83,34 @@ def test_full_size_grid():
 
 def test_split_sizes():
     assert split_sizes(8) == (6, 1, 1) and split_sizes(20) == (14, 3, 3) and split_sizes(2) == (2, 0, 0)
+
+
+def test_a_case_gives_the_same_training_tensors_in_the_msd_layout(tmp_path, tiny_settings):
+    volumes, affine, _ = generate_case("HGG", "reduced", (7, 1, 1))
+    root = str(tmp_path)
+    brats = resolve_entry(write_brats_case(root, "Synth_1", "HGG", volumes, affine), root)
+    msd = resolve_entry(write_msd_case(root, "Synth_1", volumes, affine), root)
+    assert msd["format"] == "msd" and nib.load(msd["image"]).shape == (120, 120, 78, 4)
+    cached = Compose(deterministic_transforms(tiny_settings.replace(pixdim=4.0)))
+    a, b = cached(brats), cached(msd)
+    assert a["image"].shape == (4, 60, 60, 40) and a["label"][2].sum() > 0  # enhancing tumour present
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_msd_layout_sites_and_dataset_json(tmp_path):
+    root = str(tmp_path)
+    paths = write_sites(root, ["site-1"], 2, "reduced", seed=7, workers=1, layout="msd")
+    dataset = json.load(open(os.path.join(root, "dataset.json")))
+    assert dataset["numTraining"] == 2 and dataset["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    assert dataset["training"][0] == {
+        "image": "./imagesTr/Synth18_HGG_site1_001.nii.gz",
+        "label": "./labelsTr/Synth18_HGG_site1_001.nii.gz",
+    }
+    assert sorted(read_dataset_json(os.path.join(root, "dataset.json"))) == [
+        "Synth18_HGG_site1_001",
+        "Synth18_HGG_site1_002",
+    ]
+    entries = resolve_datalist(paths["site-1"], "training", root)
+    assert [e["case"] for e in entries] == ["Synth18_HGG_site1_001", "Synth18_HGG_site1_002"]
+    labels = np.asarray(nib.load(entries[0]["label"]).dataobj)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}

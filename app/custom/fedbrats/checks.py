@@ -84,10 +84,10 @@ def grid_problem(
     )
 
 
-def label_problem(volume) -> Optional[str]:
-    """Label values outside BraTS's {0, 1, 2, 4}."""
+def label_problem(volume, labels: Sequence[int] = BRATS_LABELS) -> Optional[str]:
+    """Label values outside ``labels``: BraTS's {0, 1, 2, 4}, or MSD Task01's {0, 1, 2, 3} for an MSD case."""
     values = np.unique(np.asarray(volume))
-    bad = sorted(set(values.tolist()) - set(BRATS_LABELS))
+    bad = sorted(set(values.tolist()) - set(labels))
     if not bad:
         return None
-    return f"label values [{', '.join(f'{v:g}' for v in bad[:10])}] outside {list(BRATS_LABELS)}"
+    return f"label values [{', '.join(f'{v:g}' for v in bad[:10])}] outside {list(labels)}"

@@ -7,6 +7,19 @@ LABEL_SUFFIX = "seg"
 BRATS_LABELS = (0, 1, 2, 4)
 """BraTS 2018 label values: background, necrotic/non-enhancing core, oedema, enhancing tumour."""
 
+BRATS_FORMAT, MSD_FORMAT = "brats", "msd"
+DATA_FORMATS = (BRATS_FORMAT, MSD_FORMAT)
+"""Layouts of a case: BraTS 2018 (one file per modality) or the Medical Segmentation Decathlon's Task01_BrainTumour
+(one 4D image). A datalist entry in the MSD layout says ``"format": "msd"``."""
+MSD_CHANNELS = ("flair", "t1", "t1ce", "t2")
+"""Channels of an MSD Task01 4D image, in its order (dataset.json: FLAIR, T1w, t1gd, T2w), named as in MODALITIES."""
+MSD_CHANNEL_NAMES = ("FLAIR", "T1w", "t1gd", "T2w")
+"""The ``modality`` names of MSD Task01's dataset.json, channel by channel."""
+MSD_LABELS = (0, 1, 2, 3)
+"""MSD Task01 label values: background, oedema, non-enhancing tumour, enhancing tumour."""
+MSD_TO_BRATS_LABELS = {0: 0, 1: 2, 2: 1, 3: 4}
+"""MSD Task01 label -> BraTS label of the same tissue: TC = MSD 2+3, WT = 1+2+3, ET = 3."""
+
 REGIONS = ("TC", "WT", "ET")
 """Output channels: tumour core (1+4), whole tumour (1+2+4), enhancing tumour (4)."""
 

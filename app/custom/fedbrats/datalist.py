@@ -1,4 +1,8 @@
-"""MONAI-style datalists of BraTS 2018 cases: reading, checking, and making seeded site splits."""
+"""MONAI-style datalists of BraTS 2018 and MSD Task01 cases: reading, checking, and making seeded site splits.
+
+An entry is ``{"image": [t1ce, t1, t2, flair], "label": seg}`` for a case in the BraTS layout, or
+``{"image": 4D image, "label": seg, "format": "msd"}`` for one in the MSD Task01 layout (:mod:`fedbrats.msd`).
+"""
 
 import csv
 import json
@@ -6,8 +10,9 @@ import os
 import random
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .constants import LABEL_SUFFIX, MODALITIES, SPLITS
+from .constants import BRATS_FORMAT, DATA_FORMATS, LABEL_SUFFIX, MODALITIES, MSD_FORMAT, SPLITS
 from .errors import BratsDataError
+from .msd import entry_format, file_case_name, is_msd
 
 Datalist = Dict[str, List[Dict[str, object]]]
 
@@ -21,10 +26,20 @@ def case_files(case_id: str, grade: str) -> Dict[str, object]:
     }
 
 
+ENTRY_FORMS = (
+    f"{{'image': [{', '.join(MODALITIES)}], 'label': seg}} (BraTS) or "
+    f"{{'image': 4D image, 'label': seg, 'format': '{MSD_FORMAT}'}} (MSD Task01)"
+)
+
+
 def case_name(entry: Mapping[str, object]) -> str:
-    """Case id of a datalist entry (the folder holding its label, or its first image when it has no label)."""
+    """Case id of a datalist entry: the folder holding its label (or first image) in the BraTS layout, the label's
+    (or image's) file name in the MSD layout."""
     label = entry.get("label") if isinstance(entry, Mapping) else None
     image = entry.get("image") if isinstance(entry, Mapping) else None
+    if is_msd(entry):
+        path = label if isinstance(label, str) else image
+        return file_case_name(path) if isinstance(path, str) else "?"
     if not isinstance(label, str) and isinstance(image, list) and image and isinstance(image[0], str):
         label = image[0]
     if isinstance(label, str):
@@ -42,6 +57,21 @@ def split_cases(cases: Sequence[str], sizes: Tuple[int, int, int], seed: int) ->
     for split, size in zip(SPLITS, sizes):
         out[split] = sorted(order[start : start + size])
         start += size
+    return out
+
+
+def split_sites(cases: Sequence[str], sizes: Sequence[Tuple[int, int, int]], seed: int) -> List[Dict[str, List[str]]]:
+    """Shuffle ``cases`` once with ``seed`` and cut them into one training / validation / testing split per site."""
+    if sum(map(sum, sizes)) > len(cases):
+        raise ValueError(f"splits {list(sizes)} need {sum(map(sum, sizes))} cases, only {len(cases)} available")
+    order = sorted(cases)
+    random.Random(seed).shuffle(order)
+    out, start = [], 0
+    for site_sizes in sizes:
+        out.append({})
+        for split, size in zip(SPLITS, site_sizes):
+            out[-1][split] = sorted(order[start : start + size])
+            start += size
     return out
 
 
@@ -100,21 +130,25 @@ def split_entries(data: Mapping[str, object], split: str, path: str) -> list:
     return entries
 
 
-def entry_problem(entry: object, index: int, split: str, path: str) -> Optional[BratsDataError]:
-    """The error of a malformed entry (not ``{'image': [4 paths], 'label': path}``), or None."""
-    image = entry.get("image") if isinstance(entry, dict) else None
-    if (
-        isinstance(image, list)
-        and len(image) == len(MODALITIES)
-        and all(isinstance(p, str) for p in image)
-        and isinstance(entry.get("label"), str)
-    ):
+def entry_problem(
+    entry: object, index: int, split: str, path: str, require_label: bool = True
+) -> Optional[BratsDataError]:
+    """The error of a malformed entry (neither of :data:`ENTRY_FORMS`, or of an unknown format), or None."""
+    if not isinstance(entry, dict):
+        return BratsDataError(f"entry {index} of {split!r} must be {ENTRY_FORMS}", path=path)
+    case = case_name(entry)
+    data_format, image, label = entry_format(entry), entry.get("image"), entry.get("label")
+    if data_format not in DATA_FORMATS:
+        message = f"entry {index} of {split!r} has format {data_format!r}; known: {', '.join(DATA_FORMATS)}"
+        return BratsDataError(message, case=case, path=path)
+    if data_format == BRATS_FORMAT:
+        image_ok = isinstance(image, list) and len(image) == len(MODALITIES) and all(isinstance(p, str) for p in image)
+    else:
+        image_ok = isinstance(image, str)
+    label_ok = isinstance(label, str) or (not require_label and label is None)
+    if image_ok and label_ok:
         return None
-    return BratsDataError(
-        f"entry {index} of {split!r} must be {{'image': [{', '.join(MODALITIES)}], 'label': seg}}",
-        case=case_name(entry) if isinstance(entry, dict) else "",
-        path=path,
-    )
+    return BratsDataError(f"entry {index} of {split!r} must be {ENTRY_FORMS}", case=case, path=path)
 
 
 def load_datalist(path: str, split: str) -> List[Dict[str, object]]:
@@ -140,12 +174,26 @@ def resolve_path(rel: str, data_root: str, case: str) -> str:
     return full
 
 
+def image_files(entry: Mapping[str, object]) -> List[str]:
+    """The image files of an entry or case: a BraTS case's 4 modalities (T1c first), an MSD case's one 4D image.
+    The first is the file whose grid the case is on."""
+    image = entry["image"]
+    return [image] if isinstance(image, str) else list(image)
+
+
+def resolve_images(entry: Mapping[str, object], data_root: str) -> Dict[str, object]:
+    """``{"case", "image"}`` (and ``"format": "msd"`` for an MSD case) with the absolute paths of its images."""
+    case = case_name(entry)
+    if is_msd(entry):
+        return {"case": case, "format": MSD_FORMAT, "image": resolve_path(entry["image"], data_root, case)}
+    return {"case": case, "image": [resolve_path(p, data_root, case) for p in entry["image"]]}
+
+
 def resolve_entry(entry: Mapping[str, object], data_root: str, require_label: bool = True) -> Dict[str, object]:
     """Absolute paths of an entry; refuses paths outside ``data_root`` and missing files."""
-    case = case_name(entry)
-    out = {"case": case, "image": [resolve_path(p, data_root, case) for p in entry["image"]]}
+    out = resolve_images(entry, data_root)
     if require_label or entry.get("label"):
-        out["label"] = resolve_path(entry["label"], data_root, case)
+        out["label"] = resolve_path(entry["label"], data_root, out["case"])
     return out
 
 

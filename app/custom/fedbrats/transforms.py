@@ -22,19 +22,26 @@ from monai.transforms import (
 )
 
 from . import checks
-from .constants import MODALITIES
+from .constants import MODALITIES, MSD_CHANNEL_NAMES, MSD_CHANNELS
 from .errors import BratsDataError
+from .msd import CHANNEL_ORDER, entry_format, is_msd, label_values, to_brats_labels
 from .settings import TrainSettings
+
+MSD_IMAGE = f"a 4D image of {len(MSD_CHANNELS)} channels ({', '.join(MSD_CHANNEL_NAMES)})"
+"""What the image file of a case in the MSD Task01 layout must be."""
 
 
 class LoadBratsCased(MapTransform):
-    """Load the 4 modalities and the label of a case, checking files, volumes, grids and label values.
+    """Load the image and the label of a case, checking files, volumes, grids and label values.
 
-    Expects ``{"case", "image": [t1ce, t1, t2, flair], "label"}``; yields channel-first MetaTensors. A case
-    is refused with a :class:`BratsDataError` naming the case and the file when a file cannot be read or is
-    not a 3D volume, a modality has non-finite voxels, is constant (a missing scan) or has an implausible
-    voxel size (:mod:`fedbrats.checks`), the modalities or the label are not on the grid of the first
-    modality (shape, or affine beyond ``GRID_TOLERANCE_MM``), or the label has values outside BraTS's.
+    Expects ``{"case", "image": [t1ce, t1, t2, flair], "label"}`` (BraTS layout) or ``{"case", "format": "msd",
+    "image": 4D image, "label"}`` (MSD Task01 layout: channels FLAIR, T1w, T1gd, T2w, labels 0 to 3). Yields
+    channel-first MetaTensors: the image's channels in the order of ``MODALITIES`` and the label in BraTS values,
+    alike for a case in either layout. A case is refused with a :class:`BratsDataError` naming the case and the file
+    when a file cannot be read or is not a 3D volume (a 4D image of 4 channels in the MSD layout), a modality has
+    non-finite voxels, is constant (a missing scan) or has an implausible voxel size (:mod:`fedbrats.checks`), the
+    modalities or the label are not on the grid of the first modality (shape, or affine beyond
+    ``GRID_TOLERANCE_MM``), or the label has values outside its layout's.
     """
 
     def __init__(self, with_label: bool = True):
@@ -42,18 +49,50 @@ class LoadBratsCased(MapTransform):
         self.with_label = with_label
         self.loader = LoadImage(image_only=True, ensure_channel_first=True)
 
-    def _load(self, case: str, path: str, problems: List[BratsDataError]) -> Optional[MetaTensor]:
+    def _load(self, case: str, path: str, problems: List[BratsDataError], channels: int = 1) -> Optional[MetaTensor]:
         try:
             img = self.loader(path)
         except Exception as e:
             problems.append(BratsDataError(f"cannot read NIfTI ({type(e).__name__}: {e})", case=case, path=path))
             return None
-        if img.ndim != 4 or img.shape[0] != 1:
-            problems.append(
-                BratsDataError(f"expected a 3D volume, got shape {tuple(img.shape[1:])}", case=case, path=path)
-            )
+        if img.ndim != 4 or img.shape[0] != channels:
+            stored = tuple(img.shape[1:]) + ((img.shape[0],) if img.ndim == 4 and img.shape[0] > 1 else ())
+            wanted = "a 3D volume" if channels == 1 else MSD_IMAGE
+            problems.append(BratsDataError(f"expected {wanted}, got shape {stored}", case=case, path=path))
             return None
         return img
+
+    def _brats_image(self, case: str, paths: List[str], problems: List[BratsDataError], problem) -> tuple:
+        """(image or None, name and volume of the grid reference) of the 4 modality files of a BraTS case."""
+        channels = []
+        for name, path in zip(MODALITIES, paths):
+            img = self._load(case, path, problems) if path else None
+            if img is not None:
+                problem(checks.geometry_problem(name, img.affine), path)
+                problem(checks.intensity_problem(name, img), path)
+            channels.append(img)
+        loaded = [(n, p, img) for n, p, img in zip(MODALITIES, paths, channels) if img is not None]
+        ref_name, _, ref = loaded[0] if loaded else (None, None, None)
+        for name, path, img in loaded[1:]:
+            if img.shape != ref.shape:
+                problem(f"{name} has shape {tuple(img.shape[1:])}, {ref_name} has {tuple(ref.shape[1:])}", path)
+            else:
+                problem(checks.grid_problem(name, img.affine, ref_name, ref.affine, ref.shape[1:]), path)
+        if problems or len(loaded) < len(MODALITIES):
+            return None, ref_name, ref
+        return MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta)), ref_name, ref
+
+    def _msd_image(self, case: str, path: Optional[str], problems: List[BratsDataError], problem) -> tuple:
+        """(image or None, name and volume of the grid reference) of the 4D image of an MSD case."""
+        img = self._load(case, path, problems, channels=len(MSD_CHANNELS)) if path else None
+        if img is None:
+            return None, None, None
+        problem(checks.geometry_problem("image", img.affine), path)
+        for index, name in enumerate(MSD_CHANNEL_NAMES):
+            problem(checks.intensity_problem(f"channel {index} ({name})", img.as_tensor()[index]), path)
+        if problems:
+            return None, "image", img
+        return MetaTensor(img.as_tensor()[list(CHANNEL_ORDER)].float(), meta=dict(img.meta)), "image", img
 
     def inspect(self, data: Mapping[Hashable, object]) -> Tuple[dict, List[BratsDataError]]:
         """Load a case and collect every problem of it (the first is what ``__call__`` raises).
@@ -69,36 +108,25 @@ class LoadBratsCased(MapTransform):
             if message:
                 problems.append(BratsDataError(message, case=case, path=path))
 
-        channels = []
-        for name, path in zip(MODALITIES, d["image"]):
-            img = self._load(case, path, problems) if path else None
-            if img is not None:
-                problem(checks.geometry_problem(name, img.affine), path)
-                problem(checks.intensity_problem(name, img), path)
-            channels.append(img)
-        loaded = [(n, p, img) for n, p, img in zip(MODALITIES, d["image"], channels) if img is not None]
-        ref_name, _, ref = loaded[0] if loaded else (None, None, None)
-        for name, path, img in loaded[1:]:
-            if img.shape != ref.shape:
-                problem(f"{name} has shape {tuple(img.shape[1:])}, {ref_name} has {tuple(ref.shape[1:])}", path)
-            else:
-                problem(checks.grid_problem(name, img.affine, ref_name, ref.affine, ref.shape[1:]), path)
+        msd = is_msd(d)
+        read_image = self._msd_image if msd else self._brats_image
+        image, ref_name, ref = read_image(case, d["image"], problems, problem)
         label = None
         if self.with_label and d.get("label"):
             path = d["label"]
             label = self._load(case, path, problems)
             if label is not None and ref is not None:
-                if label.shape != ref.shape:
+                if label.shape[1:] != ref.shape[1:]:
                     problem(f"label has shape {tuple(label.shape[1:])}, images have {tuple(ref.shape[1:])}", path)
                 else:
                     problem(checks.grid_problem("label", label.affine, ref_name, ref.affine, ref.shape[1:]), path)
             if label is not None:
-                problem(checks.label_problem(label.numpy()), path)
-        if problems or len(loaded) < len(MODALITIES) or (self.with_label and label is None):
+                problem(checks.label_problem(label.numpy(), label_values(entry_format(d))), path)
+        if problems or image is None or (self.with_label and label is None):
             return d, problems
-        d["image"] = MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta))
+        d["image"] = image
         if self.with_label:
-            d["label"] = label
+            d["label"] = to_brats_labels(label) if msd else label
         return d, problems
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:

@@ -1,4 +1,4 @@
-"""``fedbrats check-data``: every problem of a site's datalist and cases, listed in one pass.
+"""``fedbrats check-data``: every problem of a site's datalist and cases (BraTS or MSD Task01), listed in one pass.
 
 A site refuses a bad case with the first problem it meets; this command reads every entry of the chosen
 splits, resolves its files and decodes them through the site's own loading transform (``LoadBratsCased``:
@@ -11,8 +11,9 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..constants import SPLITS
-from ..datalist import case_name, entry_problem, read_datalist, resolve_path, split_entries
+from ..datalist import case_name, entry_problem, image_files, read_datalist, resolve_path, split_entries
 from ..errors import BratsDataError
+from ..msd import entry_format, is_msd
 from ..transforms import LoadBratsCased
 from .package_data import REFERENCE_DATALISTS
 
@@ -31,10 +32,11 @@ def check_case(entry: dict, data_root: str, loader: LoadBratsCased) -> List[Brat
     """Every problem of one well-formed datalist entry: unresolvable files, then what decoding finds."""
     case = case_name(entry)
     problems: List[BratsDataError] = []
-    images = [_resolve(p, data_root, case, problems) for p in entry["image"]]
+    images = [_resolve(p, data_root, case, problems) for p in image_files(entry)]
     label = _resolve(entry["label"], data_root, case, problems)
     if any(images) or label:
-        _, found = loader.inspect({"case": case, "image": images, "label": label})
+        image = images[0] if is_msd(entry) else images
+        _, found = loader.inspect({"case": case, "format": entry_format(entry), "image": image, "label": label})
         problems += found
     return problems
 

@@ -8,8 +8,12 @@ import sys
 from ..errors import BratsDataError
 
 COMMANDS = {
-    "synthetic": ("fedbrats.tools.synthetic.generator", "write synthetic BraTS-like sites and their datalists"),
+    "synthetic": (
+        "fedbrats.tools.synthetic.generator",
+        "write synthetic BraTS-like sites (BraTS or MSD layout) and their datalists",
+    ),
     "datalists": ("fedbrats.tools.reference_split", "make the reference site datalists of BraTS 2018"),
+    "msd-datalists": ("fedbrats.tools.msd_split", "site datalists of MSD Task01_BrainTumour from its dataset.json"),
     "check-data": ("fedbrats.tools.check_data", "list every problem of a datalist's cases in one pass (exit 2 if any)"),
     "train": ("fedbrats.tools.central", "train one datalist without FLARE (centralised baseline)"),
     "build-job": ("fedbrats.tools.job_builder", "export a job through the recipe as a native FLARE job folder"),
@@ -18,6 +22,7 @@ COMMANDS = {
     "infer": ("fedbrats.tools.infer", "segment cases with a trained model: <case>_seg.nii.gz on each case's grid"),
     "evaluate": ("fedbrats.tools.evaluate", "Dice and HD95 per case and region of predictions against references"),
     "model-card": ("fedbrats.tools.model_card", "MONAI-bundle metadata.json (and runnable bundle) of a model"),
+    "export": ("fedbrats.tools.export", "export a model to TorchScript and ONNX, checked and timed against PyTorch"),
     "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
     "privacy-cost": ("fedbrats.tools.privacy_cost", "Dice of FedAvg with and without a privacy filter"),
     "quickstart": (

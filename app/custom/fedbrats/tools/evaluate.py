@@ -2,7 +2,8 @@
 
 Predictions are ``<case>_seg.nii.gz`` files in one folder (what ``fedbrats infer`` writes); references are the
 labels of a datalist split or the ``<case>_seg.nii.gz`` files anywhere below a folder. Both are compared on the
-reference's own grid, with the spacing of its affine. Writes ``evaluation.csv`` (one row per case),
+reference's own grid, with the spacing of its affine. The labels of a case in the MSD Task01 layout, its reference and
+its prediction, are MSD's {0, 1, 2, 3}; all others BraTS's {0, 1, 2, 4}. Writes ``evaluation.csv`` (one row per case),
 ``summary.md`` and ``summary.json`` (mean, std, median, quartiles per metric and region).
 """
 
@@ -11,14 +12,15 @@ import csv
 import glob
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from monai.transforms import LoadImage
 
 from .. import checks
-from ..constants import REGIONS, SPLITS
+from ..constants import BRATS_FORMAT, REGIONS, SPLITS
 from ..datalist import case_name, load_datalist, resolve_path, write_json
 from ..errors import BratsDataError
+from ..msd import entry_format, label_values, to_brats_labels
 from .check_data import find_datalist
 from .infer import SUFFIX
 from .seg_metrics import COLUMNS, HD95_MAX_MM, STATISTICS, case_scores, metric_name, summary
@@ -26,20 +28,22 @@ from .seg_metrics import COLUMNS, HD95_MAX_MM, STATISTICS, case_scores, metric_n
 PREFIX = "[evaluate]"
 CSV_FILE, SUMMARY_MD, SUMMARY_JSON = "evaluation.csv", "summary.md", "summary.json"
 CONVENTIONS = (
-    f"Regions TC (labels 1+4), WT (1+2+4), ET (4). Both masks of a region empty: Dice 1, HD95 0 mm; one empty: "
+    "Regions TC (labels 1+4), WT (1+2+4), ET (4); in MSD Task01 labels 2+3, 1+2+3 and 3. "
+    "Both masks of a region empty: Dice 1, HD95 0 mm; one empty: "
     f"Dice 0, HD95 {HD95_MAX_MM} mm (the diagonal of the 240 x 240 x 155 mm BraTS volume). HD95: the larger of the "
     "two directed 95th percentiles of the distances between the surfaces, in mm on the reference's grid. "
     "std: population (ddof 0)."
 )
 
 
-def datalist_references(datalist: str, data_root: str, split: str) -> Dict[str, str]:
-    """Case -> reference label file of a datalist split."""
-    refs = {}
+def datalist_references(datalist: str, data_root: str, split: str) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """(case -> reference label file, case -> layout of its labels) of a datalist split."""
+    refs, formats = {}, {}
     for entry in load_datalist(datalist, split):
         case = case_name(entry)
         refs[case] = resolve_path(entry["label"], data_root, case)
-    return refs
+        formats[case] = entry_format(entry)
+    return refs, formats
 
 
 def folder_references(folder: str) -> Dict[str, str]:
@@ -69,8 +73,9 @@ def pair_cases(references: Dict[str, str], predictions: str) -> List[Tuple[str, 
     return pairs
 
 
-def read_labels(loader: LoadImage, case: str, path: str):
-    """A label map and its affine, refused with the case and file if unreadable, not 3D or not BraTS labels."""
+def read_labels(loader: LoadImage, case: str, path: str, data_format: str = BRATS_FORMAT):
+    """A label map in BraTS values and its affine, refused with the case and file if unreadable, not 3D or with
+    values outside its layout's."""
     try:
         image = loader(path)
     except Exception as e:
@@ -78,16 +83,19 @@ def read_labels(loader: LoadImage, case: str, path: str):
     if image.ndim != 3:
         raise BratsDataError(f"expected a 3D label map, got shape {tuple(image.shape)}", case=case, path=path)
     volume = image.numpy()
-    for problem in (checks.label_problem(volume), checks.geometry_problem("label", image.affine)):
+    labels = label_values(data_format)
+    for problem in (checks.label_problem(volume, labels), checks.geometry_problem("label", image.affine)):
         if problem:
             raise BratsDataError(problem, case=case, path=path)
-    return volume, image.affine.numpy()
+    return (volume if data_format == BRATS_FORMAT else to_brats_labels(volume)), image.affine.numpy()
 
 
-def evaluate_case(loader: LoadImage, case: str, prediction: str, reference: str) -> Dict[str, object]:
+def evaluate_case(
+    loader: LoadImage, case: str, prediction: str, reference: str, data_format: str = BRATS_FORMAT
+) -> Dict[str, object]:
     """Scores of one case; refuses a prediction that is not on the reference's grid."""
-    ref, ref_affine = read_labels(loader, case, reference)
-    pred, pred_affine = read_labels(loader, case, prediction)
+    ref, ref_affine = read_labels(loader, case, reference, data_format)
+    pred, pred_affine = read_labels(loader, case, prediction, data_format)
     if pred.shape != ref.shape:
         message = f"prediction has shape {pred.shape}, the reference {ref.shape}"
         raise BratsDataError(message, case=case, path=prediction)
@@ -116,13 +124,16 @@ def to_markdown(stats: Dict[str, Dict[str, float]], n_cases: int, source: str) -
     return "\n".join(lines) + "\n"
 
 
-def evaluate_folder(predictions: str, references: Dict[str, str], out: str) -> dict:
-    """Score every case, write the CSV and the summaries; returns the summary."""
+def evaluate_folder(
+    predictions: str, references: Dict[str, str], out: str, formats: Optional[Mapping[str, str]] = None
+) -> dict:
+    """Score every case, write the CSV and the summaries; returns the summary. ``formats`` gives the layout of a
+    case's labels (BraTS when not given)."""
     pairs = pair_cases(references, predictions)
     loader = LoadImage(image_only=True)
     rows, start = [], time.time()
     for i, (case, prediction, reference) in enumerate(pairs, 1):
-        rows.append(evaluate_case(loader, case, prediction, reference))
+        rows.append(evaluate_case(loader, case, prediction, reference, (formats or {}).get(case, BRATS_FORMAT)))
         scores = " ".join(f"{r} {rows[-1][metric_name('Dice', r)]:.3f}" for r in REGIONS)
         print(f"{PREFIX} {i}/{len(pairs)} {case}: Dice {scores}", flush=True)
     os.makedirs(out, exist_ok=True)
@@ -164,8 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.datalist and not args.data_root:
         raise SystemExit("fedbrats evaluate: --datalist needs --data-root")
+    formats = {}
     if args.datalist:
-        references = datalist_references(find_datalist(args.datalist, args.data_root), args.data_root, args.split)
+        datalist = find_datalist(args.datalist, args.data_root)
+        references, formats = datalist_references(datalist, args.data_root, args.split)
     else:
         references = folder_references(args.labels)
-    evaluate_folder(args.predictions, references, args.out or args.predictions)
+    evaluate_folder(args.predictions, references, args.out or args.predictions, formats)

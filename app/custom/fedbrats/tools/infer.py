@@ -1,7 +1,8 @@
 """``fedbrats infer``: segment cases with a trained model; one ``<case>_seg.nii.gz`` per case on its own grid.
 
 Cases come from a datalist split (with its data root), from case folders in the BraTS layout
-(``<case>/<case>_t1ce.nii.gz``, ``_t1``, ``_t2``, ``_flair``), or from four modality files.
+(``<case>/<case>_t1ce.nii.gz``, ``_t1``, ``_t2``, ``_flair``), from four modality files, or from 4D images in the
+MSD Task01 layout. A case in the BraTS layout gets BraTS labels {0, 1, 2, 4}, one in the MSD layout MSD's {0, 1, 2, 3}.
 """
 
 import argparse
@@ -10,10 +11,11 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
-from ..constants import MODALITIES, SPLITS
-from ..datalist import case_name, read_datalist, resolve_path, split_entries
+from ..constants import MODALITIES, MSD_FORMAT, SPLITS
+from ..datalist import entry_problem, image_files, read_datalist, resolve_images, split_entries
 from ..engine import configure_cpu, select_device
 from ..errors import BratsDataError
+from ..msd import entry_format, file_case_name, is_msd, label_values, to_msd_labels
 from .check_data import find_datalist
 from .inference import CaseSegmenter, sliding_window_logits, write_labels
 from .model_files import add_model_arguments, load_model, open_model
@@ -29,11 +31,10 @@ def datalist_cases(datalist: str, data_root: str, split: str) -> List[Dict[str, 
         raise BratsDataError("data root is not a folder", path=data_root)
     cases = []
     for i, entry in enumerate(split_entries(read_datalist(datalist), split, datalist)):
-        image = entry.get("image") if isinstance(entry, dict) else None
-        if not (isinstance(image, list) and len(image) == len(MODALITIES) and all(isinstance(p, str) for p in image)):
-            raise BratsDataError(f"entry {i} of {split!r} must have 'image': [{', '.join(MODALITIES)}]", path=datalist)
-        case = case_name(entry)
-        cases.append({"case": case, "image": [resolve_path(p, data_root, case) for p in image]})
+        problem = entry_problem(entry, i, split, datalist, require_label=False)
+        if problem is not None:
+            raise problem
+        cases.append(resolve_images(entry, data_root))
     return cases
 
 
@@ -65,6 +66,14 @@ def files_case(paths: Sequence[str], case: Optional[str] = None) -> Dict[str, ob
     return {"case": name, "image": [os.path.abspath(p) for p in paths]}
 
 
+def msd_case(path: str) -> Dict[str, object]:
+    """A case given as its 4D image in the MSD Task01 layout (FLAIR, T1w, T1gd, T2w), named after the file."""
+    case = file_case_name(path)
+    if not os.path.isfile(path):
+        raise BratsDataError("file not found", case=case, path=path)
+    return {"case": case, "format": MSD_FORMAT, "image": os.path.abspath(path)}
+
+
 def collect_cases(args: argparse.Namespace) -> List[Dict[str, object]]:
     if args.datalist:
         if not args.data_root:
@@ -72,6 +81,8 @@ def collect_cases(args: argparse.Namespace) -> List[Dict[str, object]]:
         cases = datalist_cases(find_datalist(args.datalist, args.data_root), args.data_root, args.split)
     elif args.case_dir:
         cases = [folder_case(folder) for folder in args.case_dir]
+    elif args.msd_images:
+        cases = [msd_case(path) for path in args.msd_images]
     else:
         cases = [files_case(args.images, args.case)]
     names = [c["case"] for c in cases]
@@ -104,10 +115,13 @@ def infer(args: argparse.Namespace) -> List[str]:
     for i, case in enumerate(cases, 1):
         case_start = time.time()
         labels = segment(case)
+        values = label_values(entry_format(case))
+        if is_msd(case):
+            labels = to_msd_labels(labels)
         path = os.path.join(args.out, f"{case['case']}{SUFFIX}")
-        write_labels(labels, case["image"][0], path)
+        write_labels(labels, image_files(case)[0], path, values)
         written.append(path)
-        counts = ", ".join(f"label {v}: {int((labels == v).sum())}" for v in (1, 2, 4))
+        counts = ", ".join(f"label {v}: {int((labels == v).sum())}" for v in values[1:])
         print(f"{PREFIX} {i}/{len(cases)} {case['case']}: {time.time() - case_start:.1f} s ({counts})", flush=True)
     seconds = time.time() - start
     print(f"{PREFIX} {len(written)} segmentation(s) in {seconds:.0f} s written to {os.path.abspath(args.out)}")
@@ -120,6 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--datalist", help="datalist whose --split cases to segment (with --data-root)")
     source.add_argument("--case-dir", nargs="+", help="case folder(s) in the BraTS layout")
     source.add_argument("--images", nargs=4, metavar=("T1C", "T1", "T2", "FLAIR"), help="the four modality files")
+    source.add_argument(
+        "--msd-images", nargs="+", metavar="IMAGE", help="4D image(s) in the MSD Task01 layout (FLAIR, T1w, T1gd, T2w)"
+    )
     parser.add_argument("--data-root", help="data root of --datalist")
     parser.add_argument("--split", default="testing", choices=SPLITS, help="datalist split (testing)")
     parser.add_argument("--case", help="case name of --images (default: from the T1c file name)")

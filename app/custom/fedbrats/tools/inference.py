@@ -1,11 +1,12 @@
 """Segment one case: the site's preprocessing, sliding-window inference, back to the case's own grid, BraTS labels.
 
 The model sees the case reoriented to RAS, resampled to ``pixdim`` and normalised, as in training. Its region
-probabilities are mapped back to the grid of the case's T1c with MONAI's ``Invertd`` (the exact inverse of the
-orientation and resampling, linear interpolation), thresholded at 0.5 and turned into labels {0, 1, 2, 4}.
+probabilities are mapped back to the grid of the case's T1c (the 4D image of a case in the MSD layout) with MONAI's
+``Invertd`` (the exact inverse of the orientation and resampling, linear interpolation), thresholded at 0.5 and
+turned into labels {0, 1, 2, 4}.
 """
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -46,7 +47,8 @@ def sliding_window_logits(model: torch.nn.Module, settings: TrainSettings, devic
 
 
 class CaseSegmenter:
-    """Labels {0, 1, 2, 4} of a case ``{"case", "image": [t1ce, t1, t2, flair]}`` on the grid of its T1c."""
+    """Labels {0, 1, 2, 4} of a case ``{"case", "image": [t1ce, t1, t2, flair]}`` on the grid of its T1c (or of an
+    MSD case ``{"case", "format": "msd", "image": 4D image}`` on its image's spatial grid)."""
 
     def __init__(self, settings: TrainSettings, logits: Logits):
         self.settings = settings
@@ -71,15 +73,16 @@ class CaseSegmenter:
         return brats_labels(self.probabilities(case) > 0.5)
 
 
-def write_labels(labels: np.ndarray, reference: str, path: str) -> None:
-    """Save ``labels`` as uint8 NIfTI with the header and affine of ``reference`` (the case's T1c)."""
+def write_labels(labels: np.ndarray, reference: str, path: str, values: Sequence[int] = BRATS_LABELS) -> None:
+    """Save ``labels`` (of ``values``) as uint8 NIfTI with the header and affine of ``reference``: the case's T1c, or
+    its 4D image in the MSD layout, whose spatial grid the labels are on."""
     ref = nib.load(reference)
     if labels.shape != ref.shape[:3]:
         raise ValueError(f"labels of shape {labels.shape} do not fit the grid {ref.shape} of {reference}")
     header = ref.header.copy()
     header.set_data_dtype(np.uint8)
     header.set_slope_inter(1, 0)
-    header["cal_min"], header["cal_max"] = 0, max(BRATS_LABELS)
+    header["cal_min"], header["cal_max"] = 0, max(values)
     image = nib.Nifti1Image(labels.astype(np.uint8), ref.affine, header)
     image.set_qform(ref.get_qform(), code=int(ref.header["qform_code"]))
     image.set_sform(ref.get_sform(), code=int(ref.header["sform_code"]))

@@ -48,7 +48,15 @@ def export_app_config(name: str, out_dir: str, overrides: Optional[dict] = None)
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that override a job's values and training settings (build-job and the jobs' job.py)."""
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--min-clients", type=int)
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        metavar="SITE",
+        help="the federation's sites (default: the job's), e.g. site-1 site-2 site-3",
+    )
+    parser.add_argument(
+        "--min-clients", type=int, help="sites a round waits for (default: the job's; with --sites all)"
+    )
     parser.add_argument("--local-epochs", type=int, help="passes over a site's cases per round (sets --local-steps 0)")
     parser.add_argument("--local-steps", type=int, help="optimiser steps per round; 0: --local-epochs passes")
     parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
@@ -98,7 +106,8 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
     data_root = os.path.abspath(args.data_root) if args.data_root else None
     return {
         "num_rounds": args.rounds,
-        "min_clients": args.min_clients,
+        "sites": args.sites,
+        "min_clients": args.min_clients if args.min_clients is not None or not args.sites else len(args.sites),
         "data_root": data_root,
         "eval_split": args.eval_split,
         "send_weight_diff": args.send_weight_diff or None,

@@ -1,4 +1,8 @@
-"""Write synthetic BraTS-like sites in the exact BraTS 2018 layout, with their datalists."""
+"""Write synthetic BraTS-like sites, with their datalists, in the exact BraTS 2018 layout or the MSD Task01 layout.
+
+Both layouts hold the same cases (same seeds, names and site splits); the MSD layout adds the dataset.json that MSD
+Task01 has, listing every case of every site.
+"""
 
 import argparse
 import multiprocessing
@@ -7,14 +11,24 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Sequence, Tuple
 
-import nibabel as nib
 import numpy as np
 import torch
 
-from ...constants import CENTRAL_SITE, LABEL_SUFFIX, MODALITIES, SITE_GRADES, SPLITS
+from ...constants import (
+    BRATS_FORMAT,
+    CENTRAL_SITE,
+    DATA_FORMATS,
+    LABEL_SUFFIX,
+    MODALITIES,
+    MSD_FORMAT,
+    SITE_GRADES,
+    SPLITS,
+)
 from ...datalist import make_datalist, merge_datalists, write_json
+from ...msd import DATASET_JSON, msd_files
 from .anatomy import SIZES, deform, tissue_maps
 from .imaging import render, tumour_fractions
+from .layouts import msd_dataset, write_brats_case, write_msd_case
 from .tumour import PROFILES, pick_centre, tumour_labels
 
 
@@ -37,18 +51,15 @@ def generate_case(grade: str, size: str, seed: Sequence[int]) -> Tuple[Dict[str,
     return volumes, affine, info
 
 
-def write_case(root: str, site: str, grade: str, index: int, size: str, seed: int) -> str:
+def write_case(root: str, site: str, grade: str, index: int, size: str, seed: int, layout: str = BRATS_FORMAT) -> str:
+    """Generate one case and write it in ``layout``; returns its id."""
     cid = case_id(site, grade, index)
-    folder = os.path.join(root, grade, cid)
-    os.makedirs(folder, exist_ok=True)
     site_number = int("".join(ch for ch in site if ch.isdigit()) or 0)
     volumes, affine, _ = generate_case(grade, size, (seed, site_number, index))
-    for name, volume in volumes.items():
-        img = nib.Nifti1Image(volume, affine)
-        img.header.set_xyzt_units("mm", "sec")
-        path = os.path.join(folder, f"{cid}_{name}.nii.gz")
-        nib.save(img, f"{path}.part.nii.gz")
-        os.replace(f"{path}.part.nii.gz", path)
+    if layout == MSD_FORMAT:
+        write_msd_case(root, cid, volumes, affine)
+    else:
+        write_brats_case(root, cid, grade, volumes, affine)
     return cid
 
 
@@ -66,40 +77,70 @@ def split_sizes(n: int) -> Tuple[int, int, int]:
 
 
 def write_sites(
-    root: str, sites: Sequence[str], cases_per_site: int, size: str = "reduced", seed: int = 0, workers: int = 0
+    root: str,
+    sites: Sequence[str],
+    cases_per_site: int,
+    size: str = "reduced",
+    seed: int = 0,
+    workers: int = 0,
+    layout: str = BRATS_FORMAT,
 ) -> Dict[str, str]:
-    """Generate every case of ``sites`` under ``root`` and write ``root/datalists/<site>.json``."""
+    """Generate every case of ``sites`` under ``root`` in ``layout`` and write ``root/datalists/<site>.json`` (and,
+    in the MSD layout, ``root/dataset.json``). One worker generates in this process, more in processes of their own."""
     for site in sites:
         if site not in SITE_GRADES:
             raise ValueError(f"unknown site {site!r}; synthetic sites are {sorted(SITE_GRADES)}")
-    jobs = [(root, s, SITE_GRADES[s], i, size, seed) for s in sites for i in range(1, cases_per_site + 1)]
+    if layout not in DATA_FORMATS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {DATA_FORMATS}")
+    jobs = [(root, s, SITE_GRADES[s], i, size, seed, layout) for s in sites for i in range(1, cases_per_site + 1)]
     workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
     start = time.time()
     done: Dict[str, List[str]] = {s: [] for s in sites}
-    # spawn, not fork: a forked child of a process whose torch thread pool is running can hang
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
-    ) as pool:
-        for job, cid in zip(jobs, pool.map(write_case, *zip(*jobs))):
+
+    def collect(results) -> None:
+        for job, cid in zip(jobs, results):
             done[job[1]].append(cid)
             count = sum(len(v) for v in done.values())
             print(f"[synthetic] {count}/{len(jobs)} {cid} ({time.time() - start:.1f} s)", flush=True)
+
+    if workers == 1:
+        collect(map(write_case, *zip(*jobs)))
+    else:
+        # spawn, not fork: a forked child of a process whose torch thread pool is running can hang
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+        ) as pool:
+            collect(pool.map(write_case, *zip(*jobs)))
     paths, datalists = {}, []
     for site in sites:
         sizes = split_sizes(len(done[site]))
         cut = np.cumsum((0,) + sizes)
         split = {name: done[site][cut[k] : cut[k + 1]] for k, name in enumerate(SPLITS)}
-        datalists.append(make_datalist(split, {c: SITE_GRADES[site] for c in done[site]}))
+        if layout == MSD_FORMAT:
+            datalists.append({name: [msd_files(c) for c in cases] for name, cases in split.items()})
+        else:
+            datalists.append(make_datalist(split, {c: SITE_GRADES[site] for c in done[site]}))
         paths[site] = os.path.join(root, "datalists", f"{site}.json")
         write_json(paths[site], datalists[-1])
     if len(sites) > 1:
         paths[CENTRAL_SITE] = os.path.join(root, "datalists", f"{CENTRAL_SITE}.json")
         write_json(paths[CENTRAL_SITE], merge_datalists(datalists))
+    if layout == MSD_FORMAT:
+        entries = [msd_files(c) for s in sites for c in done[s]]
+        description = f"synthetic BraTS-like cases of {', '.join(sites)} (seed {seed}, {size} size)"
+        write_json(os.path.join(root, DATASET_JSON), msd_dataset(entries, description))
     return paths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="data root to write (BraTS 2018 layout)")
+    parser.add_argument("--out", required=True, help="data root to write")
+    parser.add_argument(
+        "--layout",
+        choices=DATA_FORMATS,
+        default=BRATS_FORMAT,
+        help="brats: a folder per case, a file per modality (BraTS 2018); msd: imagesTr/ (4D), labelsTr/, dataset.json "
+        "(MSD Task01)",
+    )
     parser.add_argument("--sites", nargs="+", default=list(SITE_GRADES), help="sites to make (site-1 HGG, site-2 LGG)")
     parser.add_argument("--cases", type=int, default=8, help="cases per site (default 8)")
     parser.add_argument(
@@ -111,8 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     start = time.time()
-    paths = write_sites(args.out, args.sites, args.cases, args.size, args.seed, args.workers)
+    paths = write_sites(args.out, args.sites, args.cases, args.size, args.seed, args.workers, args.layout)
     where = os.path.abspath(args.out)
-    print(f"[synthetic] wrote {args.cases} {args.size} cases per site to {where} in {time.time() - start:.1f} s")
+    print(
+        f"[synthetic] wrote {args.cases} {args.size} cases per site in the {args.layout} layout to {where} "
+        f"in {time.time() - start:.1f} s"
+    )
+    if args.layout == MSD_FORMAT:
+        print(f"[synthetic] {DATASET_JSON}: {os.path.join(where, DATASET_JSON)}")
     for site, path in paths.items():
         print(f"[synthetic] datalist {site}: {path}")
