@@ -6,7 +6,7 @@ import os
 import nibabel as nib
 import numpy as np
 
-from fedbrats.constants import LABEL_SUFFIX, MODALITIES, MSD_CHANNELS
+from fedbrats.constants import BRATS_FORMAT, LABEL_SUFFIX, MODALITIES, MSD_CHANNELS, MSD_FORMAT
 from fedbrats.datalist import case_files
 from fedbrats.msd import msd_files, to_msd_labels
 
@@ -62,14 +62,15 @@ def write_msd_case(root, case_id, shape=(32, 32, 32), seed=0, images=None, label
     return entry
 
 
-def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="site.json"):
-    """A tiny site: cases under ``root`` and a datalist; returns the datalist path."""
+def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="site.json", layout=BRATS_FORMAT):
+    """A tiny site: cases under ``root`` (BraTS or MSD ``layout``) and a datalist; returns the datalist path."""
+    write = write_msd_case if layout == MSD_FORMAT else write_case
     splits, seed = {}, 0
     for split, n in (("training", n_train), ("validation", n_val), ("testing", n_test)):
         splits[split] = []
         for _ in range(n):
             seed += 1
-            splits[split].append(write_case(root, f"Case_{seed:03d}", shape=shape, seed=seed))
+            splits[split].append(write(root, f"Case_{seed:03d}", shape=shape, seed=seed))
     path = os.path.join(root, name)
     with open(path, "w") as f:
         json.dump(splits, f)

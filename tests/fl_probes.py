@@ -37,10 +37,10 @@ class FaultySiteExecutor(BratsExecutor):
         if fault == NAN_TRAINING:
             train_round = self.engine.train_round
 
-            def poisoned(loader, should_stop):
+            def poisoned(*args, **kwargs):
                 with torch.no_grad():
                     next(self.engine.model.parameters()).view(-1)[0] = float("nan")
-                return train_round(loader, should_stop)
+                return train_round(*args, **kwargs)
 
             self.engine.train_round = poisoned
             try:

@@ -53,11 +53,12 @@ def run_nvflare_simulator(job, workspace, settings):
     assert done.returncode == 0, open(simulator_log(workspace)).read()[-3000:]
 
 
-def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False, job_script=False):
+def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False, job_script=False, layouts=("brats", "brats")):
+    """A tiny FedAvg run; ``layouts``: each site's data layout (BraTS or MSD Task01)."""
     site_data = {}
-    for k, site in enumerate(SITES):
+    for k, (site, layout) in enumerate(zip(SITES, layouts)):
         root = os.path.join(tmp, f"data-{site}")
-        datalist = write_site(root, n_train=2, n_val=1 + k, n_test=1 + k, name=f"{site}.json")
+        datalist = write_site(root, n_train=2, n_val=1 + k, n_test=1 + k, name=f"{site}.json", layout=layout)
         site_data[site] = {"data_root": root, "datalist": datalist}
     if corrupt_site2_test_case:
         entry = json.load(open(site_data["site-2"]["datalist"]))["testing"][0]
@@ -77,7 +78,7 @@ def run_tiny_job(tmp, rounds, corrupt_site2_test_case=False, job_script=False):
 
 @pytest.fixture(scope="module")
 def two_round_run(tmp_path_factory):
-    return run_tiny_job(str(tmp_path_factory.mktemp("fl")), rounds=2)
+    return run_tiny_job(str(tmp_path_factory.mktemp("fl")), rounds=2, layouts=("brats", "msd"))  # site-2: MSD Task01
 
 
 def test_global_models_are_saved_and_load(two_round_run):
