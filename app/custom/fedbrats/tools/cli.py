@@ -32,6 +32,7 @@ COMMANDS = {
     "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
     "bench-step": ("fedbrats.tools.step_benchmark", "training step time and peak memory per crop"),
+    "bench-cache": ("fedbrats.tools.cache_benchmark", "memory of a site's cache of full-size cases, loader crops/s"),
 }
 
 
