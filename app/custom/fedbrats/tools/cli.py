@@ -13,6 +13,10 @@ COMMANDS = {
         "write synthetic BraTS-like sites (BraTS or MSD layout) and their datalists",
     ),
     "datalists": ("fedbrats.tools.reference_split", "make the reference site datalists of BraTS 2018"),
+    "brats-partition": (
+        "fedbrats.tools.institution_split",
+        "BraTS 2018 split into sites by institution (one site each, or --sites N grouped), seeded",
+    ),
     "msd-datalists": ("fedbrats.tools.msd_split", "site datalists of MSD Task01_BrainTumour from its dataset.json"),
     "check-data": ("fedbrats.tools.check_data", "list every problem of a datalist's cases in one pass (exit 2 if any)"),
     "train": ("fedbrats.tools.central", "train one datalist without FLARE (centralised baseline)"),
