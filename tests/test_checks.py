@@ -8,12 +8,12 @@ from fedbrats import checks
 from fedbrats.data import make_dataset
 from fedbrats.datalist import resolve_entry
 from fedbrats.errors import BratsDataError
-from fedbrats.transforms import LoadBratsCased, eval_transforms
+from fedbrats.transforms import LoadBratsCased
 
 
 def load_through_the_site(root, entry, settings):
     """What a site does when it prepares its data: resolve the entry and cache its preprocessing."""
-    return make_dataset([resolve_entry(entry, root)], eval_transforms(settings), settings)
+    return make_dataset([resolve_entry(entry, root)], settings, train=False)
 
 
 def refused(tmp_path, settings, case, change, match):

@@ -13,7 +13,7 @@ from conftest import REPO
 from fedbrats.tools.cli import main
 from fedbrats.tools.envs import RunningPocEnv
 from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config, overrides_from_args
-from fedbrats.tools.job_script import parse_args
+from fedbrats.tools.job_script import make_env, parse_args
 from fedbrats.tools.jobs import CPU_RECIPE, JOBS, job_definition
 from fedbrats.tools.recipe import BratsRecipe
 
@@ -91,6 +91,21 @@ def test_sites_flag_sets_the_federation_and_by_default_waits_for_every_site():
     two_of_three = overrides_from_args(parse_args(argv=["--sites", "a", "b", "c", "--min-clients", "2"]))
     assert job_definition("brats_fedavg", two_of_three).min_clients == 2
     assert job_definition("brats_fedavg", overrides_from_args(parse_args(argv=[]))).sites == ("site-1", "site-2")
+
+
+def test_three_sites_with_grades_give_a_job_of_three_and_their_synthetic_grades(tmp_path, capsys):
+    argv = ["--sites", "site-1:HGG", "site-2:LGG", "site-3:mix", "-w", str(tmp_path / "sim")]
+    args = parse_args(argv=argv)
+    recipe = BratsRecipe("brats_fedavg_demo", overrides_from_args(args))
+    assert recipe.sites == ["site-1", "site-2", "site-3"] and recipe.definition.min_clients == 3
+    env = make_env(args, recipe)
+    assert [str(s) for s in env.site_grades] == ["site-1:HGG", "site-2:LGG", "site-3:mix"]
+    assert [str(s) for s in make_env(parse_args(argv=[]), BratsRecipe("brats_fedavg_demo")).site_grades] == [
+        "site-1:HGG",
+        "site-2:LGG",
+    ]
+    assert main(["build-job", "brats_fedavg_demo", "--out", str(tmp_path), "--sites", "a:LGG", "b", "c:mix"]) == 0
+    assert json.load(open(tmp_path / "brats_fedavg_demo" / "meta.json"))["min_clients"] == 3
 
 
 def test_job_definitions():

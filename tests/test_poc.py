@@ -6,7 +6,9 @@ import os
 import pytest
 from builders import TINY_TRAINING, write_site
 
-from fedbrats.tools.poc import FL_PORT, PocSystem, listening_ports, round_trip
+from fedbrats.tools import poc
+from fedbrats.tools.cli import main
+from fedbrats.tools.poc import FL_PORT, PocSystem, listening_ports, make_site_data, round_trip
 from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL
 
 SITES = ["site-1", "site-2"]
@@ -59,3 +61,26 @@ def test_nothing_left_running(poc_run):
     root, _ = poc_run
     assert PocSystem(root, SITES).our_processes() == []
     assert FL_PORT not in listening_ports()
+
+
+def test_synthetic_data_of_three_sites_with_their_grades(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(poc, "write_sites", lambda root, sites, cases, size: written.append((root, sites, cases)))
+    data = make_site_data(str(tmp_path), ["site-1", "site-2:HGG", "hospital-3:mix=0.5"], 4)
+    assert list(data) == ["site-1", "site-2", "hospital-3"]
+    assert data["hospital-3"] == {
+        "data_root": str(tmp_path / "hospital-3"),
+        "datalist": str(tmp_path / "hospital-3" / "datalists" / "hospital-3.json"),
+    }
+    assert [(root, [str(s) for s in sites], n) for root, sites, n in written] == [
+        (str(tmp_path / "site-1"), ["site-1:HGG"], 4),
+        (str(tmp_path / "site-2"), ["site-2:HGG"], 4),
+        (str(tmp_path / "hospital-3"), ["hospital-3:mix=0.5"], 4),
+    ]
+
+
+def test_poc_takes_sites_or_site_data_not_both(tmp_path):
+    with pytest.raises(SystemExit, match="give --sites .* or --site-data"):
+        main(["poc", "--root", str(tmp_path), "--sites", "site-1", "--site-data", f"site-1={tmp_path}"])
+    with pytest.raises(SystemExit, match="the grade must be"):
+        main(["poc", "--root", str(tmp_path), "--sites", "site-1:XYZ"])

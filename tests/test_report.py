@@ -135,3 +135,21 @@ def test_results_without_per_case_values_have_no_box_plot(tmp_path):
     report = write_report(str(path), str(tmp_path / "out"))
     assert report["figures"] == {"heatmap": "report_heatmap.png"}
     assert "HD95" not in report["markdown"] and "![mean Dice, model x site](report_heatmap.png)" in report["markdown"]
+
+
+def test_any_number_of_sites_in_their_numbers_order(tmp_path):
+    cases = {"site-1": 30, "site-2": 12, "site-10": 6}
+    dice = {"site-1": 0.9, "site-2": 0.6, "site-10": 0.3}
+    results = {s: {m: metrics(d, d, d, cases[s]) for m in (FINAL_GLOBAL, BEST_GLOBAL, *cases)} for s, d in dice.items()}
+    report = build_report(results)
+    assert report["sites"] == ["site-1", "site-2", "site-10"] and report["cases"] == cases
+    assert [r["model"] for r in report["models"]] == [FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2", "site-10"]
+    assert report["models"][0]["average"]["mean"] == pytest.approx((0.9 * 30 + 0.6 * 12 + 0.3 * 6) / 48)
+    markdown = to_markdown(report)
+    assert (
+        "| model | site-1 | site-2 | site-10 | AVE |" in markdown and "cases per site: site-1 30, site-2 12" in markdown
+    )
+    path = tmp_path / "cross_site_val" / "cross_val_results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(results))
+    assert write_report(str(path), str(tmp_path / "out"))["figures"] == {"heatmap": "report_heatmap.png"}

@@ -9,32 +9,51 @@ from monai.transforms import Compose
 
 from fedbrats.constants import MODALITIES
 from fedbrats.datalist import resolve_datalist, resolve_entry
+from fedbrats.tools.cli import main
 from fedbrats.tools.msd_split import read_dataset_json
-from fedbrats.tools.synthetic.generator import generate_case, split_sizes, write_sites
+from fedbrats.tools.synthetic.generator import generate_case, site_seed, split_sizes, write_sites
 from fedbrats.tools.synthetic.layouts import write_brats_case, write_msd_case
 from fedbrats.transforms import deterministic_transforms
+
+SITES = ["site-1", "site-2", "site-3:mix"]
+"""The reference sites and a third holding both grades in BraTS 2018's proportion."""
 
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synthetic"))
-    return root, write_sites(root, ["site-1", "site-2"], 3, "reduced", seed=7, workers=2)
+    return root, write_sites(root, SITES, 3, "reduced", seed=7, workers=2)
 
 
 def test_layout_naming_and_datalists(synthetic_root):
     root, paths = synthetic_root
-    assert sorted(paths) == ["site-1", "site-2", "site-All"]
-    for site, grade in (("site-1", "HGG"), ("site-2", "LGG")):
+    assert sorted(paths) == ["site-1", "site-2", "site-3", "site-All"]
+    for site, grades in (("site-1", ["HGG"] * 3), ("site-2", ["LGG"] * 3), ("site-3", ["HGG", "LGG", "HGG"])):
         entries = [e for s in ("training", "validation", "testing") for e in resolve_datalist(paths[site], s, root)]
-        assert len(entries) == 3
-        for e in entries:
+        assert [e["case"].split("_")[1] for e in entries] == grades, site
+        for e, grade in zip(entries, grades):
             case = e["case"]
             folder = os.path.join(root, grade, case)
             assert e["image"] == [os.path.join(folder, f"{case}_{m}.nii.gz") for m in MODALITIES]
             assert e["label"] == os.path.join(folder, f"{case}_seg.nii.gz")
-    assert json.load(open(paths["site-All"]))["training"] == (
-        json.load(open(paths["site-1"]))["training"] + json.load(open(paths["site-2"]))["training"]
-    )
+    assert json.load(open(paths["site-All"]))["training"] == [
+        e for site in ("site-1", "site-2", "site-3") for e in json.load(open(paths[site]))["training"]
+    ]
+
+
+def test_every_site_gets_cases_of_its_own(synthetic_root):
+    root, paths = synthetic_root
+    hgg = [resolve_datalist(paths[site], "training", root)[0]["image"][0] for site in ("site-1", "site-3")]
+    assert not np.array_equal(nib.load(hgg[0]).get_fdata(), nib.load(hgg[1]).get_fdata())
+    assert site_seed("site-7") == 7 and site_seed("hospital-a") != site_seed("hospital-b")
+
+
+def test_bad_sites_are_refused_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="site 'site-3:GBM': the grade must be HGG, LGG, mix or mix=F"):
+        main(["synthetic", "--out", str(tmp_path / "d"), "--sites", "site-1", "site-3:GBM"])
+    with pytest.raises(ValueError, match="site-All names the union"):
+        write_sites(str(tmp_path / "d"), ["site-1", "site-All"], 1)
+    assert not (tmp_path / "d").exists()
 
 
 def test_volumes_look_like_brats(synthetic_root):

@@ -60,7 +60,7 @@ def test_resampling_to_the_configured_spacing(tmp_path, tiny_settings):
 def test_cached_dataset_reuses_preprocessing(tiny_site, tiny_settings):
     root, datalist = tiny_site
     loader = site_loader(datalist, root, "training", tiny_settings, train=True)
-    assert len(loader.dataset._cache) == 2
+    assert len(loader.dataset.data.cache) == 2
     batch = next(iter(loader))
     assert batch["image"].shape == (1, 4, 32, 32, 32) and batch["case"][0].startswith("Case_")
 
@@ -69,7 +69,7 @@ def _site_with_bad_case(tmp_path, tiny_settings, corrupt):
     root = str(tmp_path)
     entry = write_case(root, "Case_Bad")
     corrupt(root, entry)
-    return lambda: make_dataset([resolve_entry(entry, root)], eval_transforms(tiny_settings), tiny_settings)
+    return lambda: make_dataset([resolve_entry(entry, root)], tiny_settings, train=False)
 
 
 def test_corrupt_nifti_names_case_and_file(tmp_path, tiny_settings):
@@ -107,7 +107,7 @@ def test_label_values_outside_brats(tmp_path, tiny_settings):
     labels[0, 0, 0] = 3
     entry = write_case(str(tmp_path), "Case_Lab", images=images, labels=labels)
     with pytest.raises(BratsDataError, match=r"label values \[3\] outside \[0, 1, 2, 4\]") as err:
-        make_dataset([resolve_entry(entry, str(tmp_path))], eval_transforms(tiny_settings), tiny_settings)
+        make_dataset([resolve_entry(entry, str(tmp_path))], tiny_settings, train=False)
     assert "Case_Lab_seg.nii.gz" in str(err.value) and "case Case_Lab" in str(err.value)
 
 
@@ -116,7 +116,7 @@ def test_bad_case_is_reported_also_without_caching(tmp_path, tiny_settings):
     labels[1, 1, 1] = 7
     entry = write_case(str(tmp_path), "Case_Lazy", images=images, labels=labels)
     settings = tiny_settings.replace(cache_rate=0.0)
-    dataset = make_dataset([resolve_entry(entry, str(tmp_path))], eval_transforms(settings), settings)
+    dataset = make_dataset([resolve_entry(entry, str(tmp_path))], settings, train=False)
     from fedbrats.engine import SegmentationEngine
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=1)

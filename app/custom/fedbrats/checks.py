@@ -47,8 +47,9 @@ def geometry_problem(name: str, affine: np.ndarray) -> Optional[str]:
 
 def intensity_problem(name: str, volume: torch.Tensor) -> Optional[str]:
     """Non-finite voxels, or a constant volume (all zero or one value: a missing or empty scan)."""
-    finite = torch.isfinite(volume)
-    if not bool(finite.all()):
+    volume = torch.as_tensor(volume).as_subclass(torch.Tensor)
+    finite = torch.isfinite(volume) if volume.is_floating_point() else None
+    if finite is not None and not bool(finite.all()):
         n_nan = int(torch.isnan(volume).sum())
         n_bad = int(finite.numel() - finite.sum())
         return (
@@ -86,7 +87,11 @@ def grid_problem(
 
 def label_problem(volume, labels: Sequence[int] = BRATS_LABELS) -> Optional[str]:
     """Label values outside ``labels``: BraTS's {0, 1, 2, 4}, or MSD Task01's {0, 1, 2, 3} for an MSD case."""
-    values = np.unique(np.asarray(volume))
+    volume = np.asarray(volume)
+    if volume.dtype.kind in "ub" or (volume.dtype.kind == "i" and volume.size and volume.min() >= 0):
+        values = np.flatnonzero(np.bincount(volume.ravel().astype(np.intp, copy=False)))  # no sort: one pass
+    else:
+        values = np.unique(volume)
     bad = sorted(set(values.tolist()) - set(labels))
     if not bad:
         return None

@@ -41,6 +41,10 @@ PER_CASE = "per_case"
 
 SPLITS = ("training", "validation", "testing")
 
+GRADES = ("HGG", "LGG")
+"""Glioma grades of BraTS 2018: high-grade (glioblastoma) and lower-grade."""
+BRATS18_GRADE_COUNTS = {"HGG": 210, "LGG": 75}
+"""Cases of each grade among the 285 BraTS 2018 training cases."""
 SITE_GRADES = {"site-1": "HGG", "site-2": "LGG"}
 """Reference federation: site-1 holds high-grade, site-2 low-grade gliomas."""
 CENTRAL_SITE = "site-All"

@@ -1,14 +1,20 @@
-"""Datasets and loaders of one site's datalist, with caching of the deterministic preprocessing."""
+"""Datasets and loaders of one site's datalist: the deterministic preprocessing cached compact, background workers."""
 
 import contextlib
+import logging
+import multiprocessing
 from typing import Iterator, List
 
-from monai.data import CacheDataset, DataLoader, Dataset
+from monai.data import DataLoader, Dataset
 
+from .cache import CachedCases, CachePlan
+from .compact import CompactCased
 from .datalist import resolve_datalist
 from .errors import BratsDataError
 from .settings import TrainSettings
-from .transforms import eval_transforms, train_transforms
+from .transforms import after_cache_transforms, eval_transforms
+
+logger = logging.getLogger(__name__)
 
 
 def root_data_error(exc: BaseException):
@@ -38,24 +44,42 @@ def data_errors() -> Iterator[None]:
         raise error from None
 
 
-def make_dataset(entries: List[dict], transform, settings: TrainSettings) -> Dataset:
+def make_dataset(entries: List[dict], settings: TrainSettings, train: bool) -> Dataset:
+    """The cases of ``entries`` as a loader takes them: preprocessed, kept compact as far as ``settings.cache_rate``
+    (or, for ``auto``, the memory) allows and restored to float32 after the cache; random training crops when
+    ``train``. A case that is not kept is preprocessed on every use and never compacted."""
+    plan = CachePlan.from_rate(settings.cache_rate, len(entries))
     with data_errors():
-        if settings.cache_rate > 0:
-            return CacheDataset(
-                entries, transform, cache_rate=settings.cache_rate, num_workers=None, progress=False, copy_cache=False
-            )
-        return Dataset(entries, transform)
+        cases = CachedCases(entries, eval_transforms(settings), plan, keep=CompactCased())
+    logger.info("%s", cases.summary())
+    return Dataset(cases, after_cache_transforms(settings, train))
+
+
+def cache_summary(dataset: Dataset) -> str:
+    """What the cache of a dataset of :func:`make_dataset` holds (or a loader's), in one line."""
+    dataset = getattr(dataset, "dataset", dataset)
+    cases = getattr(dataset, "data", None)
+    return cases.summary() if isinstance(cases, CachedCases) else "no cache"
+
+
+def make_loader(dataset: Dataset, settings: TrainSettings, train: bool) -> DataLoader:
+    """Batches of ``dataset``; ``num_workers`` background processes prepare them while the model trains.
+
+    Workers are forked where the platform can, so that they share the cache of the site's process instead of copying
+    it, and persist across epochs and rounds."""
+    workers = settings.num_workers
+    context = "fork" if workers > 0 and "fork" in multiprocessing.get_all_start_methods() else None
+    return DataLoader(
+        dataset,
+        batch_size=settings.batch_size if train else 1,
+        shuffle=train,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        multiprocessing_context=context,
+    )
 
 
 def site_loader(datalist: str, data_root: str, split: str, settings: TrainSettings, train: bool) -> DataLoader:
     """Loader of one split: random crops and augmentation when ``train``, whole volumes otherwise."""
     entries = resolve_datalist(datalist, split, data_root)
-    transform = train_transforms(settings) if train else eval_transforms(settings)
-    dataset = make_dataset(entries, transform, settings)
-    return DataLoader(
-        dataset,
-        batch_size=settings.batch_size if train else 1,
-        shuffle=train,
-        num_workers=settings.num_workers,
-        persistent_workers=settings.num_workers > 0,
-    )
+    return make_loader(make_dataset(entries, settings, train), settings, train)

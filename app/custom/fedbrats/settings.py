@@ -3,11 +3,25 @@
 import argparse
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple, Union
 
 CROP_SAMPLING = ("random", "tumour")
 LOSSES = ("dice", "dice_bce")
 LR_SCHEDULES = ("constant", "cosine")
+AUTO = "auto"
+
+
+def cache_rate_value(value: Union[str, float]) -> Union[str, float]:
+    """``auto`` or a share of cases from 0 to 1 (a number or its text); refuses anything else."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"cache_rate must be {AUTO!r} or a number from 0 to 1, got {value!r}")
+    return rate
 
 
 @dataclass
@@ -43,9 +57,12 @@ class TrainSettings:
     """Optimiser steps per FL round, across passes over the site's cases; 0 means ``local_epochs`` passes."""
     max_steps_per_epoch: int = 0
     """Cap on training steps per epoch; 0 means a full pass over the training cases."""
-    cache_rate: float = 1.0
-    """Fraction of cases whose deterministic preprocessing is kept in memory."""
+    cache_rate: Union[str, float] = AUTO
+    """Share of a split's cases whose preprocessing a site keeps in memory (compact: :mod:`fedbrats.compact`), or
+    ``auto``: as many as fit in half of the memory available when the cache fills (:mod:`fedbrats.cache`)."""
     num_workers: int = 0
+    """Background processes that prepare training crops and validation cases while the model trains; 0: in the
+    training process. A GPU needs them: a full-size case decoded without the cache takes a CPU core seconds."""
     num_threads: int = 0
     """torch CPU threads; 0 picks one per available core."""
     amp: bool = True
@@ -72,6 +89,8 @@ class TrainSettings:
         for name in ("crop", "blocks_down", "blocks_up", "sw_roi"):
             if name in values:
                 values[name] = tuple(int(v) for v in values[name])
+        if "cache_rate" in values:
+            values["cache_rate"] = cache_rate_value(values["cache_rate"])
         settings = cls(**values)
         if settings.crop_sampling not in CROP_SAMPLING:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLING}, got {settings.crop_sampling!r}")
@@ -128,6 +147,7 @@ SETTINGS_FLAGS = (
     "loss",
     "batch_size",
     "cache_rate",
+    "num_workers",
     "max_steps_per_epoch",
     "num_threads",
     "seed",
@@ -147,7 +167,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fedprox-mu", type=float, help="FedProx proximal weight in FL rounds (0: FedAvg)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--cache-rate", type=float)
+    parser.add_argument(
+        "--cache-rate", type=cache_rate_value, help="share of cases kept in memory, or auto (default: as many as fit)"
+    )
+    parser.add_argument("--num-workers", type=int, help="background loader processes (0: in the training process)")
     parser.add_argument("--max-steps", type=int, dest="max_steps_per_epoch", help="cap on training steps per epoch")
     parser.add_argument("--num-threads", type=int)
     parser.add_argument("--seed", type=int)

@@ -22,6 +22,7 @@ from monai.transforms import (
 )
 
 from . import checks
+from .compact import RestoreCased
 from .constants import MODALITIES, MSD_CHANNEL_NAMES, MSD_CHANNELS
 from .errors import BratsDataError
 from .msd import CHANNEL_ORDER, entry_format, is_msd, label_values, to_brats_labels
@@ -47,7 +48,7 @@ class LoadBratsCased(MapTransform):
     def __init__(self, with_label: bool = True):
         super().__init__(keys=["image", "label"] if with_label else ["image"])
         self.with_label = with_label
-        self.loader = LoadImage(image_only=True, ensure_channel_first=True)
+        self.loader = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)  # as stored: one conversion
 
     def _load(self, case: str, path: str, problems: List[BratsDataError], channels: int = 1) -> Optional[MetaTensor]:
         try:
@@ -158,7 +159,8 @@ def deterministic_transforms(settings: TrainSettings, with_label: bool = True, p
     return chain
 
 
-def train_transforms(settings: TrainSettings) -> Compose:
+def random_transforms(settings: TrainSettings) -> list:
+    """The training crop (anywhere or centred on tumour half of the time), flips and intensity augmentation."""
     keys = ["image", "label"]
     if settings.crop_sampling == "tumour":
         crop = RandCropByPosNegLabeld(
@@ -166,19 +168,32 @@ def train_transforms(settings: TrainSettings) -> Compose:
         )
     else:
         crop = RandSpatialCropd(keys=keys, roi_size=settings.crop, random_size=False)
-    return Compose(
-        deterministic_transforms(settings)
-        + [
-            crop,
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
-            RandScaleIntensityd(keys="image", factors=0.1, prob=1.0),
-            RandShiftIntensityd(keys="image", offsets=0.1, prob=1.0),
-        ]
-    )
+    return [
+        crop,
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+        RandScaleIntensityd(keys="image", factors=0.1, prob=1.0),
+        RandShiftIntensityd(keys="image", offsets=0.1, prob=1.0),
+    ]
+
+
+def train_transforms(settings: TrainSettings) -> Compose:
+    """A training crop of a case from its files, with nothing cached."""
+    return Compose(deterministic_transforms(settings) + random_transforms(settings))
 
 
 def eval_transforms(settings: TrainSettings, with_label: bool = True) -> Compose:
     """Whole-volume preprocessing for sliding-window validation and inference."""
     return Compose(deterministic_transforms(settings, with_label, pad_to_crop=False))
+
+
+def after_cache_transforms(settings: TrainSettings, train: bool) -> Compose:
+    """What follows the cache: a compact case (:class:`fedbrats.compact.CompactCased` of :func:`eval_transforms`)
+    restored to float32 on its grid, for training padded to the crop size and augmented; a case that was not cached
+    passes as it is to the padding. The tensors are those of :func:`train_transforms` (``train``) or
+    :func:`eval_transforms`, but for float16 rounding of the image of a cached case."""
+    chain = [RestoreCased()]
+    if train:
+        chain += [SpatialPadd(keys=["image", "label"], spatial_size=settings.crop)] + random_transforms(settings)
+    return Compose(chain)

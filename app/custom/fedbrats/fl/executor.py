@@ -20,7 +20,7 @@ from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
 from torch.utils.tensorboard import SummaryWriter
 
 from ..constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
-from ..data import site_loader
+from ..data import cache_summary, site_loader
 from ..engine import SegmentationEngine, select_device
 from ..errors import BratsDataError
 from ..settings import TrainSettings
@@ -116,11 +116,12 @@ class BratsExecutor(Executor):
 
     def _loader(self, split: str, fl_ctx: FLContext):
         if split not in self.loaders:
-            self.log_info(fl_ctx, f"preparing {split} cases (cache rate {self.settings.cache_rate})")
+            self.log_info(fl_ctx, f"preparing {split} cases (cache_rate {self.settings.cache_rate})")
             train = split == "training"
             self.loaders[split] = site_loader(
                 self.site_datalist, self.site_data_root, split, self.settings, train=train
             )
+            self.log_info(fl_ctx, f"{split}: {cache_summary(self.loaders[split].dataset)}")
         return self.loaders[split]
 
     def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:

@@ -22,6 +22,7 @@ from ..datalist import resolve_datalist
 from ..engine import SegmentationEngine
 from ..settings import TrainSettings
 from ..transforms import eval_transforms, train_transforms
+from .cache_benchmark import replace_section, section_of
 from .job_builder import build_job
 from .jobs import job_definition
 from .simulate import run_simulator, write_site_settings
@@ -157,7 +158,7 @@ def data_pipeline(root: str, settings: TrainSettings, epochs: int = 2) -> dict:
             pass
     uncached_rate = epochs * len(entries) / (time.time() - start)
     start = time.time()
-    cached = make_dataset(entries, train_transforms(settings), settings.replace(cache_rate=1.0))
+    cached = make_dataset(entries, settings.replace(cache_rate=1.0), train=True)
     cache_s = time.time() - start
     start = time.time()
     for _ in range(epochs):
@@ -344,6 +345,8 @@ def run(args: argparse.Namespace) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
+    markdown = to_markdown(result)
+    cache_section = section_of(open(args.markdown).read()) if os.path.isfile(args.markdown) else ""
     with open(args.markdown, "w") as f:
-        f.write(to_markdown(result))
+        f.write(replace_section(markdown, cache_section) if cache_section else markdown)
     print(f"[bench] written to {os.path.abspath(args.out)} and {os.path.abspath(args.markdown)}")

@@ -8,7 +8,7 @@ import torch
 from monai.utils import set_determinism
 
 from ..constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
-from ..data import site_loader
+from ..data import cache_summary, site_loader
 from ..datalist import write_json
 from ..engine import SegmentationEngine, select_device
 from ..model import load_weights
@@ -88,6 +88,8 @@ def train_central(
     engine = SegmentationEngine(settings, select_device(device))
     train_loader = site_loader(datalist, data_root, "training", settings, train=True)
     val_loader = site_loader(datalist, data_root, "validation", settings, train=False)
+    for split, loader in (("training", train_loader), ("validation", val_loader)):
+        print(f"[central] {split}: {cache_summary(loader.dataset)}", flush=True)
     steps_per_epoch = len(train_loader)
     result = fit(
         engine,

@@ -13,6 +13,10 @@ COMMANDS = {
         "write synthetic BraTS-like sites (BraTS or MSD layout) and their datalists",
     ),
     "datalists": ("fedbrats.tools.reference_split", "make the reference site datalists of BraTS 2018"),
+    "brats-partition": (
+        "fedbrats.tools.institution_split",
+        "BraTS 2018 split into sites by institution (one site each, or --sites N grouped), seeded",
+    ),
     "msd-datalists": ("fedbrats.tools.msd_split", "site datalists of MSD Task01_BrainTumour from its dataset.json"),
     "check-data": ("fedbrats.tools.check_data", "list every problem of a datalist's cases in one pass (exit 2 if any)"),
     "train": ("fedbrats.tools.central", "train one datalist without FLARE (centralised baseline)"),
@@ -32,6 +36,7 @@ COMMANDS = {
     "poc": ("fedbrats.tools.poc", "POC round trip: start server and sites, submit, wait, report, stop"),
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
     "bench-step": ("fedbrats.tools.step_benchmark", "training step time and peak memory per crop"),
+    "bench-cache": ("fedbrats.tools.cache_benchmark", "memory of a site's cache of full-size cases, loader crops/s"),
 }
 
 

@@ -1,7 +1,7 @@
 """Where a job runs: FLARE's simulator, the POC system running on this machine, or a provisioned system."""
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from nvflare.job_config.api import FedJob
 from nvflare.recipe.session_mgr import SessionManager
@@ -12,18 +12,28 @@ from nvflare.tool.poc.service_constants import FlareServiceConstants
 
 from ..fl.site_data import SITES_ENV
 from .simulate import write_site_settings
+from .sites import SiteSpec, parse_sites
 
 LOGIN_TIMEOUT = 10.0
 
 
 class BratsSimEnv(SimEnv):
-    """FLARE's SimEnv; a job that runs on synthetic data gets synthetic sites when no data root is given."""
+    """FLARE's SimEnv; a job that runs on synthetic data gets synthetic sites when no data root is given, of the
+    grades ``site_grades`` gives (:class:`fedbrats.tools.sites.SiteSpec`; default: each client's own)."""
 
     def __init__(
-        self, *, clients: List[str], workspace_root: str, data_root: str = "", synthetic_cases: int = 0, **kwargs
+        self,
+        *,
+        clients: List[str],
+        workspace_root: str,
+        data_root: str = "",
+        synthetic_cases: int = 0,
+        site_grades: Optional[Sequence[SiteSpec]] = None,
+        **kwargs,
     ):
         super().__init__(clients=clients, workspace_root=os.path.abspath(workspace_root), **kwargs)
         self.data_root, self.synthetic_cases = data_root, synthetic_cases
+        self.site_grades = list(site_grades) if site_grades else parse_sites(clients)
 
     def deploy(self, job: FedJob) -> str:
         if not self.data_root:
@@ -39,7 +49,7 @@ class BratsSimEnv(SimEnv):
         root = os.path.join(self.workspace_root, "data")
         return write_site_settings(
             os.path.join(self.workspace_root, "sites.json"),
-            ensure_synthetic_sites(root, self.clients, self.synthetic_cases),
+            ensure_synthetic_sites(root, self.site_grades, self.synthetic_cases),
         )
 
 

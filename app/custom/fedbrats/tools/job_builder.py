@@ -11,6 +11,7 @@ from ..constants import SPLITS
 from ..settings import add_settings_arguments, settings_overrides
 from .jobs import JOBS
 from .privacy import PRIVACY_OPTIONS
+from .sites import site_names
 
 CONFIG_FILES = ("config_fed_server.json", "config_fed_client.json")
 
@@ -51,8 +52,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sites",
         nargs="+",
-        metavar="SITE",
-        help="the federation's sites (default: the job's), e.g. site-1 site-2 site-3",
+        metavar="SITE[:GRADE]",
+        help="the federation's sites (default: the job's), e.g. site-1 site-2 site-3; a grade (HGG, LGG, mix, "
+        "mix=F) only says which synthetic cases a simulator run makes for a site without data",
     )
     parser.add_argument(
         "--min-clients", type=int, help="sites a round waits for (default: the job's; with --sites all)"
@@ -104,10 +106,11 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
     if args.local_steps is not None:
         training["local_steps"] = args.local_steps
     data_root = os.path.abspath(args.data_root) if args.data_root else None
+    sites = site_names(args.sites) if args.sites else None
     return {
         "num_rounds": args.rounds,
-        "sites": args.sites,
-        "min_clients": args.min_clients if args.min_clients is not None or not args.sites else len(args.sites),
+        "sites": sites,
+        "min_clients": args.min_clients if args.min_clients is not None or not sites else len(sites),
         "data_root": data_root,
         "eval_split": args.eval_split,
         "send_weight_diff": args.send_weight_diff or None,

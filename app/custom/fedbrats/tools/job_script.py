@@ -16,6 +16,7 @@ from .envs import BratsSimEnv, RunningPocEnv, kit_user
 from .job_builder import add_job_arguments, overrides_from_args
 from .recipe import BratsRecipe
 from .report import RESULTS_FILE, find_file, write_report
+from .sites import parse_sites
 
 ENVS = ("sim", "poc", "prod")
 
@@ -44,6 +45,7 @@ def make_env(args: argparse.Namespace, recipe: BratsRecipe) -> ExecEnv:
     if args.env == "sim":
         return BratsSimEnv(
             clients=recipe.sites,
+            site_grades=parse_sites(args.sites) if args.sites else None,
             num_threads=args.threads,
             gpu_config=args.gpu,
             workspace_root=args.workspace,

@@ -14,8 +14,9 @@ from .privacy import NEEDS_WEIGHT_DIFF, NONE, privacy_arguments
 
 FEDERATION = tuple(SITE_GRADES)
 DEMO_JOB = "brats_fedavg_demo"
-REFERENCE_TRAINING = {"crop": [224, 224, 144], "init_filters": 16, "local_epochs": 1}
-"""Training of the published reference run: whole-brain-sized crops, init_filters 16, one local epoch per round."""
+REFERENCE_TRAINING = {"crop": [224, 224, 144], "init_filters": 16, "local_epochs": 1, "num_workers": 4}
+"""Training of the published reference run: whole-brain-sized crops, init_filters 16, one local epoch per round; 4
+background loader processes per split keep a GPU fed (docs/benchmarks.md)."""
 
 CPU_RECIPE = {
     "crop": [48, 48, 48],

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..constants import MEAN_DICE
 from ..fl.executor import TB_FOLDER
+from .sites import site_order
 
 GLOBAL_TAG, LOCAL_TAG, LOSS_TAG = f"global_model/{MEAN_DICE}", f"local_model/{MEAN_DICE}", "train/loss"
 Curve = List[Tuple[int, float]]
@@ -60,4 +61,4 @@ def learning_curves(root: Optional[str], selection: Optional[dict]) -> dict:
             curve["global"][int(entry["round"])] = float(metrics[MEAN_DICE])
     for curve in sites.values():
         curve["global"] = sorted(curve["global"].items())
-    return {"sites": dict(sorted(sites.items())), "server": server}
+    return {"sites": dict(sorted(sites.items(), key=lambda item: site_order(item[0]))), "server": server}

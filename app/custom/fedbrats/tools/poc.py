@@ -10,9 +10,8 @@ import os
 import signal
 import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
-from ..constants import SITE_GRADES
 from ..datalist import write_json
 from ..fl.site_data import SITE_SETTINGS_FILE
 from .envs import RunningPocEnv
@@ -21,6 +20,7 @@ from .progress import LogFollower
 from .recipe import BratsRecipe
 from .report import write_report
 from .simulate import flare_env, nvflare_command
+from .sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
 from .synthetic.generator import write_sites
 
 FL_PORT = 8002
@@ -147,15 +147,15 @@ class PocSystem:
         self.started = False
 
 
-def make_site_data(root: str, sites: List[str], cases: int) -> Dict[str, Dict[str, str]]:
-    """One synthetic data root per site (site-1 HGG-like, site-2 LGG-like)."""
+def make_site_data(root: str, sites: Sequence[Union[str, SiteSpec]], cases: int) -> Dict[str, Dict[str, str]]:
+    """One synthetic data root per site (``NAME[:GRADE]``: site-1 HGG-like, site-2 LGG-like by default)."""
     data = {}
-    for site in sites:
-        site_root = os.path.join(root, site)
-        datalist = os.path.join(site_root, "datalists", f"{site}.json")
+    for spec in parse_sites(sites):
+        site_root = os.path.join(root, spec.name)
+        datalist = os.path.join(site_root, "datalists", f"{spec.name}.json")
         if not os.path.isfile(datalist):
-            write_sites(site_root, [site], cases, "reduced")
-        data[site] = {"data_root": site_root, "datalist": datalist}
+            write_sites(site_root, [spec], cases, "reduced")
+        data[spec.name] = {"data_root": site_root, "datalist": datalist}
     return data
 
 
@@ -167,10 +167,14 @@ def round_trip(
     cases: int = JOBS[DEMO_JOB].synthetic_cases,
     timeout: float = 1800,
     gpu: Optional[List[str]] = None,
+    sites: Sequence[Union[str, SiteSpec]] = REFERENCE_SITES,
 ) -> dict:
-    """Prepare, start, submit, wait, download, report and stop; returns the report."""
+    """Prepare, start, submit, wait, download, report and stop; returns the report.
+
+    The sites are those of ``site_data`` with their own data, else ``sites`` (``NAME[:GRADE]``) on synthetic data."""
     start = time.time()
-    sites = sorted(site_data) if site_data else list(SITE_GRADES)
+    specs = parse_sites(sorted(site_data) if site_data else sites)
+    sites = [s.name for s in specs]
     poc = PocSystem(root, sites)
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     for s in previous:
@@ -178,13 +182,16 @@ def round_trip(
     try:
         print(f"[poc] 1/6 preparing a POC system with {', '.join(sites)} in {poc.root}", flush=True)
         poc.prepare()
-        site_data = site_data or make_site_data(os.path.join(poc.root, "data"), sites, cases)
+        site_data = site_data or make_site_data(os.path.join(poc.root, "data"), specs, cases)
         for site, d in site_data.items():
             path = poc.set_site_data(site, d["data_root"], d["datalist"])
             print(f"[poc]     {site}: data root {d['data_root']} (setting in {path})", flush=True)
         print("[poc] 2/6 starting server and sites", flush=True)
         poc.start(gpu)
-        recipe = BratsRecipe(job, {**(overrides or {}), "sites": sites})
+        job_values = {**(overrides or {}), "sites": sites}
+        if job_values.get("min_clients") is None:
+            job_values["min_clients"] = len(sites)
+        recipe = BratsRecipe(job, job_values)
         job_id = poc.submit(recipe)
         print(f"[poc] 3/6 submitted {os.path.join(poc.root, 'jobs', recipe.name)} as job {job_id}", flush=True)
         print(f"[poc] 4/6 waiting for the job (timeout {timeout:.0f} s)", flush=True)
@@ -221,10 +228,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic cases per site when no --site-data is given",
     )
     parser.add_argument(
+        "--sites",
+        nargs="+",
+        metavar="SITE[:GRADE]",
+        help=f"sites on synthetic data, each {FORMS} (default: {' '.join(REFERENCE_SITES)})",
+    )
+    parser.add_argument(
         "--site-data",
         nargs="+",
         metavar="SITE=ROOT[,DATALIST]",
-        help="each site's own data root (and datalist); default: synthetic data per site",
+        help="each site's own data root (and datalist), instead of --sites on synthetic data",
     )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--gpu", nargs="+", help="GPU ids for the sites (nvflare poc start -gpu)")
@@ -242,7 +255,13 @@ def parse_site_data(items: List[str]) -> Dict[str, Dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.sites and args.site_data:
+        raise SystemExit("fedbrats poc: give --sites (synthetic data) or --site-data (each site's own), not both")
     site_data = parse_site_data(args.site_data) if args.site_data else None
-    overrides = {"num_rounds": args.rounds, "min_clients": len(site_data) if site_data else None}
-    report = round_trip(args.root, args.job, overrides, site_data, args.cases, args.timeout, args.gpu)
+    try:
+        sites = parse_sites(sorted(site_data) if site_data else args.sites or REFERENCE_SITES)
+    except ValueError as e:
+        raise SystemExit(f"fedbrats poc: {e}") from None
+    overrides = {"num_rounds": args.rounds, "min_clients": len(sites)}
+    report = round_trip(args.root, args.job, overrides, site_data, args.cases, args.timeout, args.gpu, sites)
     print(f"[poc] round trip took {report['seconds']:.0f} s; report: {', '.join(report['paths'])}")

@@ -4,9 +4,8 @@ one test case per site segmented with the final global model and scored."""
 import argparse
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional, Sequence, Union
 
-from ..constants import SITE_GRADES
 from ..datalist import case_name, load_datalist, resolve_path
 from .evaluate import SUMMARY_MD, evaluate_folder
 from .infer import main as infer_main
@@ -14,6 +13,7 @@ from .job_builder import build_job
 from .jobs import DEMO_JOB, JOBS
 from .report import write_report
 from .simulate import run_simulator, simulator_log, write_site_settings
+from .sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites, site_names
 from .synthetic.generator import write_sites
 
 EXPECTATION = """\
@@ -22,9 +22,11 @@ need longer training. How FedAvg compares with centralised and local-only traini
 docs/results.md (made by `fedbrats study`)."""
 
 
-def ensure_synthetic_sites(root: str, sites: List[str], cases: int) -> Dict[str, Dict[str, str]]:
-    """Reduced-size synthetic sites under ``root`` unless already there; each site's data root and datalist."""
-    site_data = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in sites}
+def ensure_synthetic_sites(root: str, sites: Sequence[Union[str, SiteSpec]], cases: int) -> Dict[str, Dict[str, str]]:
+    """Reduced-size synthetic sites (names or ``NAME:GRADE``) under ``root`` unless already there; each site's data
+    root and datalist."""
+    names = site_names(sites)
+    site_data = {s: {"data_root": root, "datalist": os.path.join(root, "datalists", f"{s}.json")} for s in names}
     if all(os.path.isfile(d["datalist"]) for d in site_data.values()):
         print(f"[synthetic] data already in {root}", flush=True)
     else:
@@ -48,18 +50,27 @@ def segment_and_score(model: str, job: str, site_data: Dict[str, Dict[str, str]]
     return evaluate_folder(predictions, references, os.path.join(out, "evaluation"))
 
 
-def quickstart(workspace: str, cases: int, rounds: Optional[int], threads: int, job: str = DEMO_JOB) -> dict:
+def quickstart(
+    workspace: str,
+    cases: int,
+    rounds: Optional[int],
+    threads: int,
+    job: str = DEMO_JOB,
+    sites: Sequence[Union[str, SiteSpec]] = REFERENCE_SITES,
+) -> dict:
     start = time.time()
-    sites = list(SITE_GRADES)
+    specs = parse_sites(sites)
+    names = [s.name for s in specs]
     data_root = os.path.join(workspace, "data")
-    print(f"[quickstart] 1/5 synthetic sites in {data_root}", flush=True)
-    site_data = ensure_synthetic_sites(data_root, sites, cases)
+    print(f"[quickstart] 1/5 synthetic sites {' '.join(map(str, specs))} in {data_root}", flush=True)
+    site_data = ensure_synthetic_sites(data_root, specs, cases)
     print(f"[quickstart] 2/5 building job {job}", flush=True)
-    job_dir = build_job(job, os.path.join(workspace, "jobs"), {"num_rounds": rounds})
+    overrides = {"num_rounds": rounds, "sites": names, "min_clients": len(names)}
+    job_dir = build_job(job, os.path.join(workspace, "jobs"), overrides)
     settings = write_site_settings(os.path.join(workspace, "sites.json"), site_data)
     sim_dir = os.path.join(workspace, "simulator")
     print("[quickstart] 3/5 running the federation in FLARE's simulator", flush=True)
-    run_simulator(job_dir, sim_dir, sites, threads, settings)
+    run_simulator(job_dir, sim_dir, names, threads, settings)
     print("[quickstart] 4/5 cross-site evaluation report", flush=True)
     report = write_report(sim_dir, os.path.join(workspace, "report"))
     print(report["markdown"])
@@ -85,7 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=JOBS[DEMO_JOB].synthetic_cases, help="synthetic cases per site")
     parser.add_argument("--rounds", type=int, help="FL rounds (default: the job's, 6 for the demo)")
     parser.add_argument("--threads", type=int, default=2, help="simulator client threads")
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        default=REFERENCE_SITES,
+        metavar="SITE[:GRADE]",
+        help=f"the federation's synthetic sites, each {FORMS} (default: {' '.join(REFERENCE_SITES)})",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
-    quickstart(args.workspace, args.cases, args.rounds, args.threads)
+    quickstart(args.workspace, args.cases, args.rounds, args.threads, sites=args.sites)

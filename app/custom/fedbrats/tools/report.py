@@ -13,6 +13,7 @@ from ..fl.model_selector import SELECTION_FILE
 from .learning_curves import learning_curves
 from .report_figures import write_figures
 from .seg_metrics import metric_name
+from .sites import site_order
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
@@ -95,8 +96,8 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     history = (selection or {}).get("history") or []
     site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL}
     # a site whose every evaluation failed is absent from the results: find it from its model or its scores
-    sites = sorted(set(results) | site_models | {s for h in history for s in h.get("sites", {})})
-    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models)
+    sites = sorted(set(results) | site_models | {s for h in history for s in h.get("sites", {})}, key=site_order)
+    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models, key=site_order)
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
     splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {

@@ -7,9 +7,11 @@ Task01 has, listing every case of every site.
 import argparse
 import multiprocessing
 import os
+import re
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,11 +23,11 @@ from ...constants import (
     LABEL_SUFFIX,
     MODALITIES,
     MSD_FORMAT,
-    SITE_GRADES,
     SPLITS,
 )
 from ...datalist import make_datalist, merge_datalists, write_json
 from ...msd import DATASET_JSON, msd_files
+from ..sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
 from .anatomy import SIZES, deform, tissue_maps
 from .imaging import render, tumour_fractions
 from .layouts import msd_dataset, write_brats_case, write_msd_case
@@ -51,11 +53,16 @@ def generate_case(grade: str, size: str, seed: Sequence[int]) -> Tuple[Dict[str,
     return volumes, affine, info
 
 
+def site_seed(site: str) -> int:
+    """The part of a case's seed that its site gives: N of ``site-N``, a checksum of any other name."""
+    numbered = re.fullmatch(r"site-(\d+)", site)
+    return int(numbered.group(1)) if numbered else zlib.crc32(site.encode())
+
+
 def write_case(root: str, site: str, grade: str, index: int, size: str, seed: int, layout: str = BRATS_FORMAT) -> str:
     """Generate one case and write it in ``layout``; returns its id."""
     cid = case_id(site, grade, index)
-    site_number = int("".join(ch for ch in site if ch.isdigit()) or 0)
-    volumes, affine, _ = generate_case(grade, size, (seed, site_number, index))
+    volumes, affine, _ = generate_case(grade, size, (seed, site_seed(site), index))
     if layout == MSD_FORMAT:
         write_msd_case(root, cid, volumes, affine)
     else:
@@ -78,28 +85,36 @@ def split_sizes(n: int) -> Tuple[int, int, int]:
 
 def write_sites(
     root: str,
-    sites: Sequence[str],
+    sites: Sequence[Union[str, SiteSpec]],
     cases_per_site: int,
     size: str = "reduced",
     seed: int = 0,
     workers: int = 0,
     layout: str = BRATS_FORMAT,
 ) -> Dict[str, str]:
-    """Generate every case of ``sites`` under ``root`` in ``layout`` and write ``root/datalists/<site>.json`` (and,
-    in the MSD layout, ``root/dataset.json``). One worker generates in this process, more in processes of their own."""
-    for site in sites:
-        if site not in SITE_GRADES:
-            raise ValueError(f"unknown site {site!r}; synthetic sites are {sorted(SITE_GRADES)}")
+    """Generate every case of ``sites`` (names or ``NAME:GRADE``, :mod:`fedbrats.tools.sites`) under ``root`` in
+    ``layout`` and write ``root/datalists/<site>.json`` (and, in the MSD layout, ``root/dataset.json``). One worker
+    generates in this process, more in processes of their own."""
+    specs = parse_sites(sites)
     if layout not in DATA_FORMATS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {DATA_FORMATS}")
-    jobs = [(root, s, SITE_GRADES[s], i, size, seed, layout) for s in sites for i in range(1, cases_per_site + 1)]
+    jobs = [
+        (root, spec.name, grade, i, size, seed, layout)
+        for spec in specs
+        for i, grade in enumerate(spec.case_grades(cases_per_site), start=1)
+    ]
+    names = [spec.name for spec in specs]
+    if len(names) > 1 and CENTRAL_SITE in names:
+        raise ValueError(f"{CENTRAL_SITE} names the union of the sites' datalists, not a site of a federation")
     workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
     start = time.time()
-    done: Dict[str, List[str]] = {s: [] for s in sites}
+    done: Dict[str, List[str]] = {s: [] for s in names}
+    grade_of: Dict[str, str] = {}
 
     def collect(results) -> None:
         for job, cid in zip(jobs, results):
             done[job[1]].append(cid)
+            grade_of[cid] = job[2]
             count = sum(len(v) for v in done.values())
             print(f"[synthetic] {count}/{len(jobs)} {cid} ({time.time() - start:.1f} s)", flush=True)
 
@@ -112,22 +127,22 @@ def write_sites(
         ) as pool:
             collect(pool.map(write_case, *zip(*jobs)))
     paths, datalists = {}, []
-    for site in sites:
+    for site in names:
         sizes = split_sizes(len(done[site]))
         cut = np.cumsum((0,) + sizes)
         split = {name: done[site][cut[k] : cut[k + 1]] for k, name in enumerate(SPLITS)}
         if layout == MSD_FORMAT:
             datalists.append({name: [msd_files(c) for c in cases] for name, cases in split.items()})
         else:
-            datalists.append(make_datalist(split, {c: SITE_GRADES[site] for c in done[site]}))
+            datalists.append(make_datalist(split, grade_of))
         paths[site] = os.path.join(root, "datalists", f"{site}.json")
         write_json(paths[site], datalists[-1])
-    if len(sites) > 1:
+    if len(names) > 1:
         paths[CENTRAL_SITE] = os.path.join(root, "datalists", f"{CENTRAL_SITE}.json")
         write_json(paths[CENTRAL_SITE], merge_datalists(datalists))
     if layout == MSD_FORMAT:
-        entries = [msd_files(c) for s in sites for c in done[s]]
-        description = f"synthetic BraTS-like cases of {', '.join(sites)} (seed {seed}, {size} size)"
+        entries = [msd_files(c) for s in names for c in done[s]]
+        description = f"synthetic BraTS-like cases of {', '.join(map(str, specs))} (seed {seed}, {size} size)"
         write_json(os.path.join(root, DATASET_JSON), msd_dataset(entries, description))
     return paths
 
@@ -141,7 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="brats: a folder per case, a file per modality (BraTS 2018); msd: imagesTr/ (4D), labelsTr/, dataset.json "
         "(MSD Task01)",
     )
-    parser.add_argument("--sites", nargs="+", default=list(SITE_GRADES), help="sites to make (site-1 HGG, site-2 LGG)")
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        default=REFERENCE_SITES,
+        metavar="SITE[:GRADE]",
+        help=f"sites to make, each {FORMS} (default: {' '.join(REFERENCE_SITES)})",
+    )
     parser.add_argument("--cases", type=int, default=8, help="cases per site (default 8)")
     parser.add_argument(
         "--size", choices=sorted(SIZES), default="reduced", help="full 240x240x155 at 1 mm or reduced 2 mm"
@@ -152,11 +173,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     start = time.time()
-    paths = write_sites(args.out, args.sites, args.cases, args.size, args.seed, args.workers, args.layout)
+    try:
+        specs = parse_sites(args.sites)
+    except ValueError as e:
+        raise SystemExit(f"fedbrats synthetic: {e}") from None
+    paths = write_sites(args.out, specs, args.cases, args.size, args.seed, args.workers, args.layout)
     where = os.path.abspath(args.out)
     print(
-        f"[synthetic] wrote {args.cases} {args.size} cases per site in the {args.layout} layout to {where} "
-        f"in {time.time() - start:.1f} s"
+        f"[synthetic] wrote {args.cases} {args.size} cases per site ({', '.join(map(str, specs))}) in the "
+        f"{args.layout} layout to {where} in {time.time() - start:.1f} s"
     )
     if args.layout == MSD_FORMAT:
         print(f"[synthetic] {DATASET_JSON}: {os.path.join(where, DATASET_JSON)}")
