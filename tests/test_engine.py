@@ -174,7 +174,8 @@ def test_proximal_regulariser_keeps_the_weights_near_the_global_model(tiny_site,
         engine.set_weights(anchor.state_dict())
         proximal = PTFedProxLoss(mu=mu)
         assert engine.train_round(loader, regulariser=lambda m, f=proximal, a=anchor: f(m, a))["steps"] == 4
-        drift[mu] = sum(float(((p - a) ** 2).sum()) for p, a in zip(engine.model.parameters(), anchor.parameters()))
+        pairs = zip(engine.model.parameters(), anchor.parameters())
+        drift[mu] = sum(float(((p.detach() - a) ** 2).sum()) for p, a in pairs)
     assert drift[100.0] < 0.5 * drift[0.0], drift
     with pytest.raises(ValueError, match="fedprox_mu"):
         tiny_settings.replace(fedprox_mu=-1.0)

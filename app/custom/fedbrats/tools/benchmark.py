@@ -22,7 +22,8 @@ from ..datalist import resolve_datalist
 from ..engine import SegmentationEngine
 from ..settings import TrainSettings
 from ..transforms import eval_transforms, train_transforms
-from .cache_benchmark import replace_section, section_of
+from .cache_benchmark import SECTION as CACHE_SECTION
+from .doc_sections import keep_sections
 from .job_builder import build_job
 from .jobs import job_definition
 from .simulate import run_simulator, write_site_settings
@@ -345,8 +346,10 @@ def run(args: argparse.Namespace) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    markdown = to_markdown(result)
-    cache_section = section_of(open(args.markdown).read()) if os.path.isfile(args.markdown) else ""
+    from .scale_benchmark import SECTION as SCALE_SECTION
+
+    old = open(args.markdown).read() if os.path.isfile(args.markdown) else ""
+    markdown = keep_sections(to_markdown(result), old, (CACHE_SECTION, SCALE_SECTION))
     with open(args.markdown, "w") as f:
-        f.write(replace_section(markdown, cache_section) if cache_section else markdown)
+        f.write(markdown)
     print(f"[bench] written to {os.path.abspath(args.out)} and {os.path.abspath(args.markdown)}")

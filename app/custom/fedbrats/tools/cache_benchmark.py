@@ -18,6 +18,7 @@ import time
 from typing import Dict, List
 
 from ..constants import SPLITS
+from .doc_sections import write_section
 from .step_benchmark import machine
 
 SITE = "site-1"
@@ -187,27 +188,6 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_section(markdown: str, section: str) -> str:
-    """``markdown`` with this benchmark's section replaced by ``section`` (appended when it has none)."""
-    lines = markdown.rstrip("\n").split("\n")
-    if SECTION not in lines:
-        return "\n".join(lines) + "\n\n" + section
-    start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    rest = lines[end:]
-    return "\n".join(lines[:start]) + "\n" + section + ("\n" + "\n".join(rest) + "\n" if rest else "")
-
-
-def section_of(markdown: str) -> str:
-    """This benchmark's section of ``markdown``, or an empty string."""
-    lines = markdown.rstrip("\n").split("\n")
-    if SECTION not in lines:
-        return ""
-    start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[start:end]).rstrip("\n") + "\n"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default="workspace/bench/data_cache", help="full-size synthetic site (written if absent)"
@@ -254,7 +234,5 @@ def run(args: argparse.Namespace) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    old = open(args.markdown).read() if os.path.isfile(args.markdown) else ""
-    with open(args.markdown, "w") as f:
-        f.write(replace_section(old, to_markdown(result)))
+    write_section(args.markdown, SECTION, to_markdown(result))
     print(f"[bench-cache] written to {os.path.abspath(args.out)} and the cache section of {args.markdown}")

@@ -83,8 +83,10 @@ def collect_cases(args: argparse.Namespace) -> List[Dict[str, object]]:
         cases = [folder_case(folder) for folder in args.case_dir]
     elif args.msd_images:
         cases = [msd_case(path) for path in args.msd_images]
-    else:
+    elif args.images:
         cases = [files_case(args.images, args.case)]
+    else:
+        raise SystemExit("fedbrats infer: give the cases: --datalist, --case-dir, --images or --msd-images")
     names = [c["case"] for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -92,9 +94,9 @@ def collect_cases(args: argparse.Namespace) -> List[Dict[str, object]]:
     return cases
 
 
-def infer(args: argparse.Namespace) -> List[str]:
-    """Segment every case; returns the written paths."""
-    cases = collect_cases(args)
+def infer(args: argparse.Namespace, cases: Optional[List[Dict[str, object]]] = None) -> List[str]:
+    """Segment every case (the arguments' cases unless resolved ``cases`` are given); returns the written paths."""
+    cases = collect_cases(args) if cases is None else cases
     model_file = open_model(args.model, args.settings, args.job)
     device = select_device(args.device)
     if device.type == "cpu":
@@ -130,7 +132,7 @@ def infer(args: argparse.Namespace) -> List[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--datalist", help="datalist whose --split cases to segment (with --data-root)")
     source.add_argument("--case-dir", nargs="+", help="case folder(s) in the BraTS layout")
     source.add_argument("--images", nargs=4, metavar=("T1C", "T1", "T2", "FLAIR"), help="the four modality files")
@@ -151,8 +153,9 @@ def run(args: argparse.Namespace) -> None:
     infer(args)
 
 
-def main(argv: Sequence[str]) -> List[str]:
-    """``fedbrats infer`` with these arguments, raising on bad input (what a bundle's ``inference.json`` runs)."""
+def main(argv: Sequence[str], cases: Optional[List[Dict[str, object]]] = None) -> List[str]:
+    """``fedbrats infer`` with these arguments, raising on bad input (what a bundle's ``inference.json`` runs);
+    ``cases`` (resolved datalist entries) replace the arguments' source of cases."""
     parser = argparse.ArgumentParser(prog="fedbrats infer")
     add_arguments(parser)
-    return infer(parser.parse_args(list(argv)))
+    return infer(parser.parse_args(list(argv)), cases)

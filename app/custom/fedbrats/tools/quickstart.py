@@ -6,7 +6,8 @@ import os
 import time
 from typing import Dict, Optional, Sequence, Union
 
-from ..datalist import case_name, load_datalist, resolve_path
+from ..datalist import load_datalist, resolve_entry
+from ..msd import entry_format
 from .evaluate import SUMMARY_MD, evaluate_folder
 from .infer import main as infer_main
 from .job_builder import build_job
@@ -38,16 +39,15 @@ def ensure_synthetic_sites(root: str, sites: Sequence[Union[str, SiteSpec]], cas
 def segment_and_score(model: str, job: str, site_data: Dict[str, Dict[str, str]], out: str) -> dict:
     """Segment the first test case of every site with ``model`` (``fedbrats infer``) into ``out/predictions`` and
     score it against its label (``fedbrats evaluate``) into ``out/evaluation``; returns the evaluation."""
-    folders, references = [], {}
+    cases = {}
     for site in site_data.values():
-        entry = load_datalist(site["datalist"], "testing")[0]
-        case = case_name(entry)
-        if case not in references:
-            references[case] = resolve_path(entry["label"], site["data_root"], case)
-            folders.append(os.path.dirname(resolve_path(entry["image"][0], site["data_root"], case)))
+        case = resolve_entry(load_datalist(site["datalist"], "testing")[0], site["data_root"])
+        cases.setdefault(case["case"], case)
     predictions = os.path.join(out, "predictions")
-    infer_main(["--model", model, "--job", job, "--case-dir", *folders, "--out", predictions])
-    return evaluate_folder(predictions, references, os.path.join(out, "evaluation"))
+    infer_main(["--model", model, "--job", job, "--out", predictions], cases=list(cases.values()))
+    references = {name: case["label"] for name, case in cases.items()}
+    formats = {name: entry_format(case) for name, case in cases.items()}
+    return evaluate_folder(predictions, references, os.path.join(out, "evaluation"), formats)
 
 
 def quickstart(

@@ -96,7 +96,7 @@ class BratsRecipe(Recipe):
         job.to_server(
             {"server": {"heart_beat_timeout": HEART_BEAT_TIMEOUT, "task_request_interval": d.task_request_interval}}
         )
-        _add_site_runtime(job, "server")
+        add_site_runtime(job, "server")
 
     @staticmethod
     def _add_sites(job: FedJob, d: JobDefinition) -> None:
@@ -114,7 +114,7 @@ class BratsRecipe(Recipe):
             job.to_clients(privacy, filter_type=FilterType.TASK_RESULT, tasks=[executor.train_task_name])
         for datalist in reference_datalists():
             job.add_file_to(datalist, ALL_SITES, dest_dir="datalists", app_folder_type="config")
-        _add_site_runtime(job, ALL_SITES)
+        add_site_runtime(job, ALL_SITES)
 
 
 def tensor_names(settings: TrainSettings) -> List[str]:
@@ -123,7 +123,7 @@ def tensor_names(settings: TrainSettings) -> List[str]:
         return list(build_model(settings).state_dict())
 
 
-def _add_site_runtime(job: FedJob, target: str) -> None:
+def add_site_runtime(job: FedJob, target: str) -> None:
     """A real copy of the modules the server and the sites run (not the tools) into the app's ``custom/``."""
     for source, folder in site_runtime_files():
         job.add_file_to(source, target, dest_dir=folder, app_folder_type="custom")
