@@ -37,6 +37,7 @@ COMMANDS = {
     "bench": ("fedbrats.tools.benchmark", "FL overhead, throughput, data pipeline and evaluation benchmarks"),
     "bench-step": ("fedbrats.tools.step_benchmark", "training step time and peak memory per crop"),
     "bench-cache": ("fedbrats.tools.cache_benchmark", "memory of a site's cache of full-size cases, loader crops/s"),
+    "soak": ("fedbrats.tools.soak", "a long run (simulator and POC) sampling every FLARE process's memory per round"),
     "bench-scale": ("fedbrats.tools.scale_benchmark", "FLARE's round cost and server memory against sites, model size"),
 }
 

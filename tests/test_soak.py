@@ -1,0 +1,34 @@
+"""The soak's bookkeeping, and a short real simulator soak."""
+
+import pytest
+
+from fedbrats.tools.soak import growth, per_round, role, soak_simulator
+
+
+def test_flare_processes_are_named_by_participant():
+    assert role("python -m nvflare.private.fed.app.simulator.simulator job -w ws -c site-1,site-2 -t 2") == "server"
+    assert role("python -m nvflare.private.fed.app.simulator.simulator_worker -o ws/site-2 --client site-2") == "site-2"
+    kit = "/p/poc/example_project/prod_00"
+    assert role(f"python3 -u -m nvflare.private.fed.app.server.server_train -m {kit}/server -s fed_server.json") == (
+        "server"
+    )
+    assert role(f"python3 -m nvflare.private.fed.app.client.worker_process -m {kit}/site-1 -w x") == "site-1 job"
+    assert role("python -m pytest tests") is None
+
+
+def test_memory_at_each_rounds_end_and_its_growth():
+    samples = [(0.5, "server", 100 * 2**20), (1.5, "server", 110 * 2**20), (2.5, "server", 121 * 2**20)]
+    samples += [(1.2, "site-1", 50 * 2**20)]
+    memory = per_round(samples, [1.0, 2.0, 3.0])
+    assert memory == {"server": [100.0, 110.0, 121.0], "site-1": [None, 50.0, 50.0]}
+    assert growth(memory["server"], start=2) == pytest.approx(0.1)
+    assert growth(memory["site-1"], start=1) is None and growth([1.0], start=5) is None
+
+
+def test_a_short_simulator_soak_samples_every_process_every_round(tmp_path):
+    result = soak_simulator(str(tmp_path), rounds=3, cases=4)
+    assert result["rounds_done"] == 3 and len(result["flare_s_per_round"]) == 3
+    assert set(result["rss_MiB_per_round"]) == {"server", "site-1", "site-2"}
+    for values in result["rss_MiB_per_round"].values():
+        assert len(values) == 3 and all(v is not None and v > 100 for v in values)
+    assert all(0 <= s < 30 for s in result["flare_s_per_round"])
