@@ -82,6 +82,7 @@ def resumed(tmp_path_factory):
         wait_for(lambda: FL_PORT in listening_ports(), 120, "the restarted server")
         second = poc.submit(job_recipe(JOB, resume_from=state_dir))
         status = poc.wait(second, timeout=300)
+        poc.stop(grace=5)
         yield {
             "poc": poc,
             "jobs": (first, second),
