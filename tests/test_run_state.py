@@ -2,10 +2,15 @@
 
 import json
 import os
+from unittest.mock import MagicMock
 
 import pytest
 from builders import TINY_TRAINING
+from nvflare.apis.fl_constant import ReservedKey
+from nvflare.apis.fl_context import FLContext
+from nvflare.app_common.app_event_type import AppEventType
 
+from fedbrats.fl.model_selector import SELECTION_FILE, CaseWeightedModelSelector
 from fedbrats.run_state import (
     BEST_MODEL_FILE,
     GLOBAL_MODEL_FILE,
@@ -122,3 +127,23 @@ def test_a_fresh_job_keeps_its_state_without_resuming(tmp_path):
     assert keeper["job_name"] == JOB and keeper["num_rounds"] == job_definition(JOB).num_rounds
     assert "source_ckpt_file_full_name" not in component(config, "persistor")["args"]
     assert "start_round" not in component(config, "fedavg")["args"]
+
+
+def test_a_restored_selection_keeps_its_best_until_a_later_model_beats_it(tmp_path):
+    engine = MagicMock()
+    engine.get_workspace.return_value.get_app_dir.return_value = str(tmp_path)
+    fl_ctx = FLContext()
+    fl_ctx.set_prop(ReservedKey.ENGINE, engine, private=True, sticky=False)
+    earlier = {"best_round": 2, "best_score": 0.6, "history": [{"round": 1, "score": 0.4}, {"round": 2, "score": 0.6}]}
+    selector = CaseWeightedModelSelector()
+    selector.restore(earlier, fl_ctx)
+    assert json.load(open(tmp_path / SELECTION_FILE)) == earlier
+    assert not selector.score_model(2, {"site-1": (0.6, 3)}, fl_ctx)  # the last model scored again: still one entry
+    assert not selector.score_model(3, {"site-1": (0.5, 3)}, fl_ctx)
+    assert (selector.best_round, selector.best_score) == (2, 0.6)
+    assert selector.score_model(4, {"site-1": (0.7, 1), "site-2": (0.9, 1)}, fl_ctx)
+    selection = json.load(open(tmp_path / SELECTION_FILE))
+    assert [h["round"] for h in selection["history"]] == [1, 2, 3, 4]
+    assert (selection["best_round"], selection["best_score"]) == (4, pytest.approx(0.8))
+    # only the model that beat the kept best is saved as the best global model
+    assert [c.args[0] for c in engine.fire_event.call_args_list] == [AppEventType.GLOBAL_BEST_MODEL_AVAILABLE]
