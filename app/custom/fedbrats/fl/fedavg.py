@@ -1,6 +1,6 @@
 """FedAvg (ScatterAndGather) that also scores the final global model for the best-model selection."""
 
-from nvflare.apis.controller_spec import Task
+from nvflare.apis.controller_spec import ClientTask, Task
 from nvflare.apis.dxo import DataKind, from_shareable
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.signal import Signal
@@ -15,6 +15,8 @@ class ScoredScatterAndGather(ScatterAndGather):
 
     The sites score the global model they receive at the start of each round; the model made by the
     last aggregation would otherwise never be scored, and a one-round job would have no best model.
+    A resumed run starts at ``start_round`` and runs ``num_rounds`` more: the sites are told the planned total,
+    ``start_round + num_rounds``, as the number of rounds (their learning-rate schedule follows it).
     """
 
     _always_serialize_args = (
@@ -36,9 +38,17 @@ class ScoredScatterAndGather(ScatterAndGather):
         self.model_selector_id = model_selector_id
         self.score_task_name = score_task_name
 
+    @property
+    def planned_rounds(self) -> int:
+        return self._start_round + self._num_rounds
+
+    def _prepare_train_task_data(self, client_task: ClientTask, fl_ctx: FLContext) -> None:
+        client_task.task.data.set_header(AppConstants.NUM_ROUNDS, self.planned_rounds)
+        super()._prepare_train_task_data(client_task, fl_ctx)
+
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
         super().control_flow(abort_signal, fl_ctx)
-        if abort_signal.triggered or self._current_round != self._start_round + self._num_rounds:
+        if abort_signal.triggered or self._current_round != self.planned_rounds:
             return
         selector = self._engine.get_component(self.model_selector_id)
         if not isinstance(selector, CaseWeightedModelSelector):
@@ -47,7 +57,7 @@ class ScoredScatterAndGather(ScatterAndGather):
         self.log_info(fl_ctx, "scoring the final global model on the sites' validation cases")
         data = self.shareable_gen.learnable_to_shareable(self._global_weights, fl_ctx)
         data.set_header(AppConstants.CURRENT_ROUND, self._current_round)
-        data.set_header(AppConstants.NUM_ROUNDS, self._num_rounds)
+        data.set_header(AppConstants.NUM_ROUNDS, self.planned_rounds)
         task = Task(name=self.score_task_name, data=data, timeout=self._train_timeout)
         self.broadcast_and_wait(
             task=task,

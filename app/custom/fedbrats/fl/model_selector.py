@@ -85,7 +85,8 @@ class CaseWeightedModelSelector(Widget):
             "score": score,
             "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()},
         }
-        self.history.append(entry)
+        # a resumed run scores again the model its earlier run scored last: one entry per round
+        self.history = [h for h in self.history if h.get("round") != model_round] + [entry]
         is_best = score is not None and score > self.best_score
         if score is None:
             self.log_warning(
@@ -99,11 +100,20 @@ class CaseWeightedModelSelector(Widget):
         self._write(fl_ctx)
         return is_best
 
+    def selection(self) -> dict:
+        """Best round, its score and every round's scores so far."""
+        best_score = self.best_score if self.best_round is not None else None
+        return {"best_round": self.best_round, "best_score": best_score, "history": list(self.history)}
+
+    def restore(self, selection: dict, fl_ctx: FLContext) -> None:
+        """Go on from an earlier run's :meth:`selection`: its best stays unless a later one beats it."""
+        self.best_round = selection.get("best_round")
+        score = selection.get("best_score")
+        self.best_score = float(score) if self.best_round is not None and score is not None else -math.inf
+        self.history = list(selection.get("history") or [])
+        self._write(fl_ctx)
+
     def _write(self, fl_ctx: FLContext) -> None:
         app_dir = fl_ctx.get_engine().get_workspace().get_app_dir(fl_ctx.get_job_id())
-        summary = {
-            "best_round": self.best_round,
-            "best_score": self.best_score if self.best_round is not None else None,
-        }
         with open(os.path.join(app_dir, SELECTION_FILE), "w") as f:
-            json.dump({**summary, "history": self.history}, f, indent=2)
+            json.dump(self.selection(), f, indent=2)

@@ -16,16 +16,25 @@ from .sites import site_names
 CONFIG_FILES = ("config_fed_server.json", "config_fed_client.json")
 
 
-def build_job(name: str, out_dir: str, overrides: Optional[dict] = None) -> str:
+def job_recipe(name: str, overrides: Optional[dict] = None, resume_from: str = ""):
+    """The recipe of job ``name``; with ``resume_from`` (a run's state folder), the job resuming that run."""
+    from .recipe import BratsRecipe
+    from .resume import resume_definition
+
+    if resume_from:
+        return BratsRecipe(resume_definition(resume_from, name, overrides))
+    return BratsRecipe(name, overrides)
+
+
+def build_job(name: str, out_dir: str, overrides: Optional[dict] = None, resume_from: str = "") -> str:
     """Write ``<out_dir>/<name>/`` (meta.json, app/config, app/custom) through the recipe; returns its path.
 
     ``overrides``: ``num_rounds``, ``min_clients``, ``sites``, ``data_root``, ``eval_split``,
     ``send_weight_diff``, ``privacy``, ``privacy_args``, ``scope``, ``wait_time_after_min_received``,
-    ``task_request_interval`` and ``training`` (TrainSettings fields).
+    ``task_request_interval``, ``run_state_dir`` and ``training`` (TrainSettings fields). ``resume_from``: the
+    state folder of a run to resume (:mod:`fedbrats.tools.resume`).
     """
-    from .recipe import BratsRecipe
-
-    recipe = BratsRecipe(name, overrides)
+    recipe = job_recipe(name, overrides, resume_from)
     job_dir = os.path.join(os.path.abspath(out_dir), recipe.name)
     if os.path.exists(job_dir):
         shutil.rmtree(job_dir)
@@ -62,6 +71,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-epochs", type=int, help="passes over a site's cases per round (sets --local-steps 0)")
     parser.add_argument("--local-steps", type=int, help="optimiser steps per round; 0: --local-epochs passes")
     parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
+    parser.add_argument(
+        "--resume-from",
+        metavar="RUN",
+        help="the state folder of a run (on the server: run_state/<job id> in its workspace) to resume: its job, "
+        "from the round after its last completed one to the planned total (--rounds: a new total)",
+    )
+    parser.add_argument("--run-state-dir", help="server-side folder of the runs' states (default: run_state/ there)")
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
     parser.add_argument(
@@ -118,6 +134,7 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
         "privacy_args": parse_privacy_args(args.privacy_arg) or None,
         "scope": args.scope,
         "wait_time_after_min_received": args.wait_time_after_min_received,
+        "run_state_dir": os.path.abspath(args.run_state_dir) if args.run_state_dir else None,
         "training": training,
     }
 
@@ -138,6 +155,9 @@ def run(args: argparse.Namespace) -> None:
         for path in export_app_config(args.job, args.app_config, overrides_from_args(args)).values():
             print(f"written {path}")
         return
-    job_dir = build_job(args.job, args.out, overrides_from_args(args))
+    try:
+        job_dir = build_job(args.job, args.out, overrides_from_args(args), args.resume_from)
+    except ValueError as e:
+        raise SystemExit(f"fedbrats build-job: {e}") from None
     print(f"job written to {job_dir}")
     print(f"run it: fedbrats simulate {job_dir} -w workspace/sim  (or: nvflare job submit -j {job_dir})")

@@ -13,7 +13,7 @@ from nvflare.recipe.run import Run
 from nvflare.recipe.spec import ExecEnv
 
 from .envs import BratsSimEnv, RunningPocEnv, kit_user
-from .job_builder import add_job_arguments, overrides_from_args
+from .job_builder import add_job_arguments, job_recipe, overrides_from_args
 from .recipe import BratsRecipe
 from .report import RESULTS_FILE, find_file, write_report
 from .sites import parse_sites
@@ -76,8 +76,8 @@ def finish(run: Run, args: argparse.Namespace) -> None:
 def main(job: str, doc: Optional[str] = None, argv=None) -> None:
     """Run (or, with ``--export``, export) job ``job`` as the command line says."""
     args = parse_args(doc, argv)
-    recipe = BratsRecipe(job, overrides_from_args(args))
     try:
+        recipe = job_recipe(job, overrides_from_args(args), args.resume_from)
         run = recipe.execute(make_env(args, recipe))
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"{job}: {e}") from None

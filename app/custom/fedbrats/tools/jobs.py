@@ -69,6 +69,30 @@ class JobDefinition:
     """Seconds between the sites' requests for a task (FLARE's default is 2)."""
     synthetic_cases: int = 0
     """Synthetic cases per site the job runs on when no data root is given; 0: real BraTS data only."""
+    run_state_dir: str = ""
+    """Server-side folder of the runs' states (:mod:`fedbrats.run_state`); empty: ``run_state/`` in the server's
+    workspace."""
+    resume_from: str = ""
+    """Server-side state folder of an earlier run of this job that this one resumes (:mod:`fedbrats.tools.resume`)."""
+    start_round: int = 0
+    """First round of a resumed run; ``num_rounds`` stays the planned total."""
+
+    def values(self) -> Dict[str, Any]:
+        """The definition as plain JSON-able values, without its name; :meth:`from_values` reads them back."""
+        values = dataclasses.asdict(self)
+        values.pop("name")
+        values["sites"] = list(self.sites)
+        return values
+
+    @classmethod
+    def from_values(cls, name: str, values: Mapping[str, Any]) -> "JobDefinition":
+        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown job values {unknown}")
+        job = cls(name, **{**values, "sites": tuple(values.get("sites", FEDERATION))})
+        job.validate()
+        return job
 
     def settings(self) -> TrainSettings:
         return TrainSettings.from_dict(self.training)
@@ -100,6 +124,8 @@ class JobDefinition:
             raise ValueError(f"min_clients must be between 1 and the number of sites {list(self.sites)}")
         if self.num_rounds < 1 or self.task_request_interval <= 0:
             raise ValueError("num_rounds must be at least 1 and task_request_interval positive")
+        if not 0 <= self.start_round < self.num_rounds or (self.start_round and not self.resume_from):
+            raise ValueError("start_round must be below num_rounds, and only a resumed run (resume_from) has one")
         if self.wait_time_after_min_received < 0:
             raise ValueError("wait_time_after_min_received must not be negative")
         privacy_arguments(self.privacy, self.privacy_args)
@@ -119,6 +145,9 @@ OVERRIDABLE = frozenset(
         "wait_time_after_min_received",
         "task_request_interval",
         "training",
+        "run_state_dir",
+        "resume_from",
+        "start_round",
     )
 )
 

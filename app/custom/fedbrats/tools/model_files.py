@@ -125,14 +125,14 @@ def resolve_settings(
 
 
 def num_rounds(config: Optional[str]) -> Optional[int]:
-    """``num_rounds`` of the server workflow in the job config beside ``config``, if any."""
+    """Rounds of the server workflow in the job config beside ``config``, if any (a resumed run's planned total)."""
     server = os.path.join(os.path.dirname(config), SERVER_CONFIG) if config else None
     if not server or not os.path.isfile(server):
         return None
     for workflow in _read_json(server).get("workflows", []):
         rounds = workflow.get("args", {}).get("num_rounds")
         if isinstance(rounds, int):
-            return rounds
+            return rounds + workflow["args"].get("start_round", 0)
     return None
 
 

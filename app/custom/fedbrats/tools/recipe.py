@@ -2,11 +2,13 @@
 
 Server: FedAvg (:class:`~fedbrats.fl.fedavg.ScoredScatterAndGather`, which also scores the final
 global model) over :class:`~fedbrats.fl.guarded_aggregator.GuardedAggregator`, the case-weighted in-time
-selection of the best global model, the PyTorch persistor and the cross-site evaluation. Sites:
+selection of the best global model, the PyTorch persistor, the run's state kept for a resume
+(:class:`~fedbrats.fl.run_state_keeper.RunStateKeeper`) and the cross-site evaluation. Sites:
 :class:`~fedbrats.fl.executor.BratsExecutor` and the job's privacy filter on its training results. The job's
 ``custom/`` holds a real copy of the site runtime, its ``config/datalists/`` the reference datalists.
 """
 
+import os
 from typing import Any, List, Mapping, Optional, Union
 
 import torch
@@ -26,7 +28,9 @@ from ..fl.executor import BratsExecutor
 from ..fl.fedavg import ScoredScatterAndGather
 from ..fl.guarded_aggregator import GuardedAggregator
 from ..fl.model_selector import CaseWeightedModelSelector
+from ..fl.run_state_keeper import RunStateKeeper
 from ..model import BratsSegResNetVAE, build_model
+from ..run_state import GLOBAL_MODEL_FILE
 from ..settings import TrainSettings
 from .jobs import JobDefinition, job_definition
 from .package_data import PACKAGE, reference_datalists, site_runtime_files
@@ -61,7 +65,9 @@ class BratsRecipe(Recipe):
             "path": f"{BratsSegResNetVAE.__module__}.{BratsSegResNetVAE.__name__}",
             "args": d.settings().model_kwargs(),
         }
-        job.to_server(PTFileModelPersistor(model=model), id="persistor")
+        # a resumed run starts from the global model its earlier run kept after its last completed round
+        initial = os.path.join(d.resume_from, GLOBAL_MODEL_FILE) if d.resume_from else None
+        job.to_server(PTFileModelPersistor(model=model, source_ckpt_file_full_name=initial), id="persistor")
         job.to_server(FullModelShareableGenerator(), id="shareable_generator")
         kind = DataKind.WEIGHT_DIFF if d.sends_weight_diff else DataKind.WEIGHTS
         aggregator = GuardedAggregator(
@@ -74,9 +80,18 @@ class BratsRecipe(Recipe):
         job.to_server(CaseWeightedModelSelector(), id="model_selector")
         job.to_server(PTFileModelLocator(pt_persistor_id="persistor"), id="model_locator")
         job.to_server(ValidationJsonGenerator(), id="json_generator")
+        keeper = RunStateKeeper(
+            job_name=d.name,
+            job_values=d.values(),
+            num_rounds=d.num_rounds,
+            state_root=d.run_state_dir,
+            resume_from=d.resume_from,
+        )
+        job.to_server(keeper, id="run_state")
         fedavg = ScoredScatterAndGather(
             min_clients=d.min_clients,
-            num_rounds=d.num_rounds,
+            num_rounds=d.num_rounds - d.start_round,
+            start_round=d.start_round,
             wait_time_after_min_received=d.wait_time_after_min_received,
             aggregator_id="aggregator",
             persistor_id="persistor",
