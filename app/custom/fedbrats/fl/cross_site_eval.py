@@ -23,8 +23,9 @@ class LiveSitesCrossSiteModelEval(CrossSiteModelEval):
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext):
         selector = self._engine.get_component(self.model_selector_id)
         lost = set(selector.lost) if isinstance(selector, CaseWeightedModelSelector) else set()
-        if not self._participating_clients and lost:
-            self._participating_clients = [c.name for c in self._engine.get_clients() if c.name not in lost]
+        if lost:
+            sites = self._participating_clients or [c.name for c in self._engine.get_clients()]
+            self._participating_clients = [s for s in sites if s not in lost]
             self.log_warning(
                 fl_ctx, f"sites lost during the run, left out of the cross-site evaluation: {sorted(lost)}"
             )
