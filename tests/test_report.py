@@ -68,6 +68,36 @@ def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
     assert (tmp_path / "report.md").read_text() == written["markdown"]
 
 
+def test_a_site_lost_during_the_run_is_named_missing_and_explained():
+    history = [
+        {"round": 1, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2", "site-3")}},
+        {"round": 2, "sites": {s: {"val_mean_dice": 0.6, "n_cases": 1} for s in ("site-1", "site-2")}},
+    ]
+    selection = {
+        "best_round": 2,
+        "history": history,
+        "participants": ["site-1", "site-2", "site-3", "site-4"],
+        "lost": {"site-3": 2},
+    }
+    report = build_report(reference_results(), selection)
+    assert report["sites"] == ["site-1", "site-2", "site-3", "site-4"]
+    assert report["lost_sites"] == {
+        "site-3": {"last_round": 1, "rounds": 2, "disconnected_in_round": 2},
+        "site-4": {"last_round": None, "rounds": 2},
+    }
+    assert all(row["sites"]["site-3"] is None and row["average"]["n_cases"] == 42 for row in report["models"])
+    markdown = to_markdown(report)
+    assert "**Sites lost during the run:**" in markdown
+    assert (
+        "- site-3 took part in the job but has no result in the cross-site evaluation: lost during the run (the last "
+        "global model it scored was that of round 1 of 2; the server stopped waiting for it in round 2); shown as "
+        "missing, not as 0, and left out of every average"
+    ) in markdown
+    assert "site-4 took part in the job" in markdown and "it scored no global model after round 1" in markdown
+    assert "| site-3 | missing | missing | missing | missing | - |" in markdown
+    assert build_report(reference_results())["lost_sites"] == {}
+
+
 def test_no_results_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="cross_val_results.json"):
         write_report(str(tmp_path))

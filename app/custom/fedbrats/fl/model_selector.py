@@ -46,13 +46,31 @@ class CaseWeightedModelSelector(Widget):
         self.best_score = -math.inf
         self.best_round = None
         self.history = []
+        self.participants = []
+        self.lost = {}
+        """Sites deemed disconnected during the run: site -> the round in which FLARE gave up on it."""
+        self._round = 0
         self._scores: Dict[str, Tuple[float, int]] = {}
 
     def handle_event(self, event_type: str, fl_ctx: FLContext):
         if event_type == EventType.START_RUN:
             self.best_score, self.best_round, self.history = -math.inf, None, []
+            # the job's sites: the report names a site that is lost during the run even when it sent nothing
+            self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
+            self.lost = {}
         elif event_type == AppEventType.ROUND_STARTED:
             self._scores = {}
+            self._round = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) or 0
+        elif event_type == EventType.CLIENT_DISCONNECTED:
+            site = fl_ctx.get_prop(FLContextKey.DISCONNECTED_CLIENT_NAME)
+            self.lost[site] = self._round + 1
+            self.log_warning(fl_ctx, f"{site} lost in round {self._round + 1}: no task waits for it any more")
+            self._write(fl_ctx)
+        elif event_type == EventType.CLIENT_RECONNECTED:
+            site = fl_ctx.get_prop(FLContextKey.RECONNECTED_CLIENT_NAME)
+            if self.lost.pop(site, None) is not None:
+                self.log_info(fl_ctx, f"{site} is back")
+                self._write(fl_ctx)
         elif event_type == AppEventType.BEFORE_CONTRIBUTION_ACCEPT:
             self._collect(fl_ctx)
         elif event_type == AppEventType.BEFORE_AGGREGATION:
@@ -101,9 +119,15 @@ class CaseWeightedModelSelector(Widget):
         return is_best
 
     def selection(self) -> dict:
-        """Best round, its score and every round's scores so far."""
+        """Best round, its score, every round's scores so far and the job's sites."""
         best_score = self.best_score if self.best_round is not None else None
-        return {"best_round": self.best_round, "best_score": best_score, "history": list(self.history)}
+        return {
+            "best_round": self.best_round,
+            "best_score": best_score,
+            "history": list(self.history),
+            "participants": list(self.participants),
+            "lost": dict(self.lost),
+        }
 
     def restore(self, selection: dict, fl_ctx: FLContext) -> None:
         """Go on from an earlier run's :meth:`selection`: its best stays unless a later one beats it."""

@@ -64,7 +64,16 @@ class JobDefinition:
     scope: str = ""
     """Privacy scope of the sites' ``local/privacy.json`` the job asks for; empty: each site's default scope."""
     wait_time_after_min_received: int = 0
-    """Seconds FedAvg waits for the other sites' results once ``min_clients`` have answered in a round."""
+    """Seconds FedAvg waits for the other sites' results once ``min_clients`` have answered in a round. With fewer
+    ``min_clients`` than sites, 0 drops the result of a healthy site that is a little slower every round: give it
+    more than the usual spread between the sites' rounds. A lost site costs at most this per round until the server
+    deems it disconnected (``dead_client_grace_period``)."""
+    dead_client_grace_period: float = 5.0
+    """Seconds between the report that a site's job process is gone and the job counting the site as disconnected,
+    after which no task waits for it (FLARE's default is 60; docs/deployment.md, "When a site fails")."""
+    dead_client_check_lead_time: float = 5.0
+    """Seconds a new task waits before it may end because every site it still waits for is disconnected (FLARE's
+    default is 30): each task after a loss waits at least this long."""
     task_request_interval: float = 0.2
     """Seconds between the sites' requests for a task (FLARE's default is 2)."""
     synthetic_cases: int = 0
@@ -126,8 +135,11 @@ class JobDefinition:
             raise ValueError("num_rounds must be at least 1 and task_request_interval positive")
         if not 0 <= self.start_round < self.num_rounds or (self.start_round and not self.resume_from):
             raise ValueError("start_round must be below num_rounds, and only a resumed run (resume_from) has one")
-        if self.wait_time_after_min_received < 0:
-            raise ValueError("wait_time_after_min_received must not be negative")
+        if min(self.wait_time_after_min_received, self.dead_client_grace_period, self.dead_client_check_lead_time) < 0:
+            raise ValueError(
+                "wait_time_after_min_received, dead_client_grace_period and dead_client_check_lead_time must not be "
+                "negative"
+            )
         privacy_arguments(self.privacy, self.privacy_args)
 
 
@@ -143,6 +155,8 @@ OVERRIDABLE = frozenset(
         "privacy_args",
         "scope",
         "wait_time_after_min_received",
+        "dead_client_grace_period",
+        "dead_client_check_lead_time",
         "task_request_interval",
         "training",
         "run_state_dir",

@@ -6,8 +6,10 @@ every process started is stopped again, also on failure or Ctrl-C.
 
 import argparse
 import glob
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from typing import Dict, List, Optional, Sequence, Union
@@ -24,7 +26,20 @@ from .sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
 from .synthetic.generator import write_sites
 
 FL_PORT = 8002
-"""Port of a POC system's server (FL and admin traffic)."""
+"""Port of a POC system's server (FL and admin traffic), FLARE's default."""
+
+HEART_BEAT_TIMEOUT = 30.0
+"""Seconds without a heartbeat after which the server drops a site (FLARE: 600). Sites send one every 10 s from
+their parent process, whatever their training does; a dropped site that answers again is taken back. A site that
+went away entirely (its machine rebooted) stops holding up the job's tasks this long plus the job's
+``dead_client_grace_period`` after its last heartbeat (docs/deployment.md, "When a site fails")."""
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
 
 
 def listening_ports() -> set:
@@ -40,11 +55,24 @@ def listening_ports() -> set:
 
 
 class PocSystem:
-    """A POC deployment under ``root``: prepare, start, submit, wait, download, stop."""
+    """A POC deployment under ``root``: prepare, start, submit, wait, download, stop.
 
-    def __init__(self, root: str, sites: List[str]):
+    ``port``: the server's port (FL and admin traffic), FLARE's 8002 by default; None: a free one, so that it runs
+    beside another POC system. ``heart_beat_timeout``: seconds without a heartbeat after which the server drops a
+    site, written into the server's ``local/resources.json``; None keeps FLARE's 600.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        sites: List[str],
+        port: Optional[int] = FL_PORT,
+        heart_beat_timeout: Optional[float] = HEART_BEAT_TIMEOUT,
+    ):
         self.root = os.path.abspath(root)
         self.sites = sites
+        self.port = free_port() if port is None else port
+        self.heart_beat_timeout = heart_beat_timeout
         self.env = flare_env(
             {"HOME": os.path.join(self.root, "home"), "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc")}
         )
@@ -76,12 +104,26 @@ class PocSystem:
         if self.our_processes():
             print(f"[poc]     stopping the POC system left running in {self.root}", flush=True)
             self.stop()
-        if FL_PORT in listening_ports():
+        if self.port in listening_ports():
             raise RuntimeError(
-                f"port {FL_PORT} is in use by another FLARE system on this machine, which fedbrats poc does not "
+                f"port {self.port} is in use by another FLARE system on this machine, which fedbrats poc does not "
                 "stop: submit to a running POC system with 'python jobs/<job>/job.py --env poc', or stop it first"
             )
         self.nvflare("poc", "prepare", "-c", *self.sites, "--force")
+        if self.port != FL_PORT:  # the same project on another port, provisioned again from FLARE's project file
+            project = os.path.join(self.root, "project.yml")
+            with open(os.path.join(self.root, "poc", "project.yml")) as f:
+                text = f.read()
+            with open(project, "w") as f:
+                f.write(text.replace(f"fed_learn_port: {FL_PORT}", f"fed_learn_port: {self.port}"))
+            self.nvflare("poc", "prepare", "-i", project, "--force")
+        if self.heart_beat_timeout is not None:
+            resources = os.path.join(self.participant_dir("server"), "local", "resources.json")
+            with open(resources) as f:
+                config = json.load(f)
+            for server in config["servers"]:
+                server["heart_beat_timeout"] = self.heart_beat_timeout
+            write_json(resources, config)
 
     def set_site_data(self, site: str, data_root: str, datalist: str) -> str:
         """Write the site-local data setting into ``<site>/local``: the job itself holds no data path."""

@@ -13,17 +13,18 @@ from typing import Any, List, Mapping, Optional, Union
 
 import torch
 from nvflare.apis.dxo import DataKind
+from nvflare.apis.fl_constant import ConfigVarName
 from nvflare.apis.job_def import ALL_SITES
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
 from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
-from nvflare.app_common.workflows.cross_site_model_eval import CrossSiteModelEval
 from nvflare.app_opt.pt.file_model_locator import PTFileModelLocator
 from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
 from nvflare.job_config.api import FedJob
 from nvflare.job_config.defs import FilterType
 from nvflare.recipe.spec import Recipe
 
+from ..fl.cross_site_eval import LiveSitesCrossSiteModelEval
 from ..fl.executor import BratsExecutor
 from ..fl.fedavg import ScoredScatterAndGather
 from ..fl.guarded_aggregator import GuardedAggregator
@@ -36,8 +37,6 @@ from .jobs import JobDefinition, job_definition
 from .package_data import PACKAGE, reference_datalists, site_runtime_files
 from .privacy import NONE, kept_at_sites, privacy_filter
 
-HEART_BEAT_TIMEOUT = 600
-"""Seconds the server waits for a site's heartbeat: long local epochs on a CPU must not drop a site."""
 SUBMIT_MODEL_TIMEOUT = 3600
 VALIDATION_TIMEOUT = 21600
 """Seconds the cross-site evaluation waits for a site's best model, and for its scores of all models."""
@@ -100,7 +99,7 @@ class BratsRecipe(Recipe):
             train_timeout=0,
         )
         job.to_server(fedavg, id="fedavg")
-        evaluation = CrossSiteModelEval(
+        evaluation = LiveSitesCrossSiteModelEval(
             model_locator_id="model_locator",
             # with a privacy filter, no site sends its unfiltered local model
             submit_model_task_name=AppConstants.TASK_SUBMIT_MODEL if d.privacy == NONE else "",
@@ -108,8 +107,15 @@ class BratsRecipe(Recipe):
             validation_timeout=VALIDATION_TIMEOUT,
         )
         job.to_server(evaluation, id="cross_site_validate")
+        # no heart_beat_timeout here: the server drops a silent site by the value in its own local/resources.json
+        # (fedbrats.tools.poc.HEART_BEAT_TIMEOUT); a job's value only reaches the job's process, which drops none
+        job.to_server({"server": {"task_request_interval": d.task_request_interval}})
+        # read by FLARE's workflows from the job's server config: how soon a lost site stops holding up a task
         job.to_server(
-            {"server": {"heart_beat_timeout": HEART_BEAT_TIMEOUT, "task_request_interval": d.task_request_interval}}
+            {
+                ConfigVarName.DEAD_CLIENT_GRACE_PERIOD: d.dead_client_grace_period,
+                ConfigVarName.DEAD_CLIENT_CHECK_LEAD_TIME: d.dead_client_check_lead_time,
+            }
         )
         add_site_runtime(job, "server")
 

@@ -94,9 +94,12 @@ def short_label(model: str, final_round: Optional[int], best_round: Optional[int
 def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation."""
     history = (selection or {}).get("history") or []
+    participants = set((selection or {}).get("participants") or [])
     site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL}
-    # a site whose every evaluation failed is absent from the results: find it from its model or its scores
-    sites = sorted(set(results) | site_models | {s for h in history for s in h.get("sites", {})}, key=site_order)
+    # a site whose every evaluation failed is absent from the results: find it from the job's sites, its model or
+    # its scores
+    scored = {s for h in history for s in h.get("sites", {})}
+    sites = sorted(set(results) | site_models | scored | participants, key=site_order)
     models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models, key=site_order)
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
@@ -119,13 +122,47 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
             }
         )
     cases = {s: max((r["sites"][s][N_CASES] for r in rows if r["sites"][s]), default=None) for s in sites}
+    lost = lost_sites(sites, rows, history, final_round, (selection or {}).get("lost") or {})
     return {
         "split": ", ".join(sorted(splits)) or "unknown",
         "cases": cases,
         "sites": sites,
         "models": rows,
-        "warnings": warnings,
+        "lost_sites": lost,
+        "warnings": [lost_site_text(s, r) for s, r in lost.items()] + warnings,
     }
+
+
+def lost_sites(
+    sites: List[str], rows: List[dict], history: List[dict], final_round: Optional[int], disconnected: dict
+) -> dict:
+    """Sites that scored no model in the cross-site evaluation, each with the last round whose global model it
+    scored (None: none), from the selection's history (the final entry is the final model's scoring), and the
+    round in which the server gave up on it (``disconnected``), if it did."""
+    lost = {}
+    for site in sites:
+        if any(row["sites"][site] for row in rows):
+            continue
+        answered = [h["round"] for h in history if site in h.get("sites", {})]
+        lost[site] = {"last_round": max(answered, default=None), "rounds": final_round}
+        if site in disconnected:
+            lost[site]["disconnected_in_round"] = disconnected[site]
+    return lost
+
+
+def lost_site_text(site: str, info: dict) -> str:
+    last, rounds = info.get("last_round"), info.get("rounds")
+    when = (
+        f"the last global model it scored was that of round {last}" + (f" of {rounds}" if rounds else "")
+        if last is not None
+        else "it scored no global model after round 1"
+    )
+    if info.get("disconnected_in_round") is not None:
+        when += f"; the server stopped waiting for it in round {info['disconnected_in_round']}"
+    return (
+        f"{site} took part in the job but has no result in the cross-site evaluation: lost during the run ({when}); "
+        "shown as missing, not as 0, and left out of every average"
+    )
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -192,6 +229,10 @@ def to_markdown(report: dict) -> str:
         + (f" {HD95_NOTE}" if with_hd95 else ""),
         "",
     ]
+    lost = report.get("lost_sites") or {}
+    if lost:
+        lines += ["**Sites lost during the run:**", ""] + [f"- {lost_site_text(s, i)}" for s, i in lost.items()]
+        lines.append("")
     for row in report["models"]:
         lines += [f"## {row['label']}", ""] + region_table(row["sites"], row["average"]) + [""]
     lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
