@@ -175,13 +175,17 @@ def projection(result: dict) -> List[dict]:
     """Projected per-round FLARE cost, traffic and server memory of the reference model at 2 and 30 sites.
 
     Round time = a + b x sites x model MiB, fitted on every echo run (sites and model size); server memory = the
-    2-site run's peak plus, per extra site, one more copy of the model (the in-flight results the server holds).
+    2-site run's peak plus, per extra site, the per-site memory the tiny runs show beyond their model (connections,
+    task records) and one more copy of the model (the in-flight result the server holds).
     """
     runs = result["sites_runs"] + result["model_runs"]
     a, b = linear_fit([r["sites"] * r["model_MiB"] for r in runs], [r["round_s"] for r in runs])
     ref = next(r for r in result["serialisation"] if r["init_filters"] == REFERENCE_FILTERS)
     ref_mib = ref["serialised_MiB"]
     base = next(r for r in result["model_runs"] if r["init_filters"] == REFERENCE_FILTERS and r["sites"] == 2)
+    tiny = result["sites_runs"]
+    _, per_site = linear_fit([r["sites"] for r in tiny], [r["server_peak_rss_MiB"] for r in tiny])
+    overhead = max(per_site - tiny[0]["model_MiB"], 0.0)
     rows = []
     for sites in (2, 30):
         rows.append(
@@ -191,10 +195,14 @@ def projection(result: dict) -> List[dict]:
                 "round_s": round(a + b * sites * ref_mib, 1),
                 "sent_per_round_GiB": round(2 * sites * ref_mib / 1024, 2),
                 "transfer_s_at_1_Gbit": round(2 * sites * ref_mib * MIB * 8 / 1e9, 1),
-                "server_rss_GiB": round((base["server_peak_rss_MiB"] + (sites - 2) * ref_mib) / 1024, 2),
+                "server_rss_GiB": round((base["server_peak_rss_MiB"] + (sites - 2) * (overhead + ref_mib)) / 1024, 2),
             }
         )
-    result["fit"] = {"intercept_s": round(a, 3), "s_per_site_MiB": round(b, 5)}
+    result["fit"] = {
+        "intercept_s": round(a, 3),
+        "s_per_site_MiB": round(b, 5),
+        "server_MiB_per_site": round(overhead, 1),
+    }
     return rows
 
 
@@ -237,7 +245,9 @@ def to_markdown(result: dict, picture: str) -> str:
         f"Date: {result['date']}",
         "",
         "The product's server side (FedAvg with in-time selection, guarded aggregation, persistor, cross-site "
-        "evaluation) in FLARE's simulator with `-t 2`, with sites that answer every task at once: a round is "
+        "evaluation) in FLARE's simulator with one process per site (`-t` = sites; with fewer threads the simulator "
+        "starts a new process whenever a thread switches site, which costs more than a round), with sites that "
+        "answer every task at once: a round is "
         "FLARE's and the server's own cost (dispatch, polling, serialisation, transfer, aggregation, persisting). "
         "Round time: mean over the rounds after the first. After rounds: final scoring and the cross-site "
         f"evaluation of (sites + 2) models on every site. The report: `fedbrats report` on the run ({len(REGIONS)} "
@@ -275,7 +285,8 @@ def to_markdown(result: dict, picture: str) -> str:
         f"{'x'.join(map(str, REFERENCE_CROP))}): round time = {fit['intercept_s']} s + {fit['s_per_site_MiB']} s "
         "x sites x update MiB (least squares over every run above; on one machine, so transfer is a local "
         "copy); traffic at the server = 2 x sites x update (the global model out, the update back); server "
-        "memory = the 2-site run's peak plus one update per extra site. Local training and validation come on top.",
+        f"memory = the 2-site run's peak plus, per extra site, {fit['server_MiB_per_site']} MiB (what each site adds "
+        "to the server beyond its model in the tiny runs) and one update. Local training and validation come on top.",
         "",
         "| sites | update (MiB) | FLARE s per round | sent per round (GiB) | transfer at 1 Gbit/s (s) "
         "| server RSS (GiB) |",
@@ -294,7 +305,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sites", type=int, nargs="+", default=[2, 4, 8, 16], help="numbers of sites (tiny model)")
     parser.add_argument("--init-filters", type=int, nargs="+", default=[8, 16, 32], help="model sizes (2 sites)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="simulator threads")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="simulator threads (0: one per site, each site keeps its process)"
+    )
     parser.add_argument("--work", default="workspace/bench/scale")
     parser.add_argument("--out", default="workspace/bench/scale.json")
     parser.add_argument("--markdown", default="docs/benchmarks.md", help="file whose scaling section is (re)written")
@@ -314,7 +327,7 @@ def run(args: argparse.Namespace) -> dict:
     for i, (sites, training) in enumerate(runs, 1):
         print(f"{progress} {i}/{len(runs)}: {sites} sites, init_filters {training['init_filters']}", flush=True)
         work = os.path.join(args.work, f"sites{sites}_filters{training['init_filters']}_{training['crop'][0]}")
-        done.append(echo_run(work, sites, args.rounds, training, args.threads))
+        done.append(echo_run(work, sites, args.rounds, training, args.threads or sites))
         print(f"{progress} {json.dumps(done[-1])}", flush=True)
     result["sites_runs"], result["model_runs"] = done[: len(args.sites)], done[len(args.sites) :]
     result["serialisation"] = [

@@ -52,7 +52,8 @@ def role(cmdline: str) -> Optional[str]:
 
 
 class MemorySampler(threading.Thread):
-    """Samples ``(time, role, RSS bytes)`` of every FLARE process whose command line holds ``pattern``."""
+    """Samples ``(time, role, RSS bytes)`` of the FLARE processes whose command line holds ``pattern``: the sum over
+    a role's processes (a participant may run as several, e.g. the simulator's server)."""
 
     def __init__(self, pattern: str, interval: float = 0.5):
         super().__init__(daemon=True)
@@ -62,7 +63,7 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            now = time.time()
+            now, totals = time.time(), {}
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
@@ -72,7 +73,8 @@ class MemorySampler(threading.Thread):
                         rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
                 except (OSError, StopIteration):
                     continue
-                self.samples.append((now, role(cmdline), rss))
+                totals[role(cmdline)] = totals.get(role(cmdline), 0) + rss
+            self.samples += [(now, name, rss) for name, rss in totals.items()]
             self.done.wait(self.interval)
 
     def stop(self) -> None:
@@ -137,8 +139,8 @@ def soak_simulator(work: str, rounds: int, cases: int) -> dict:
     site_data = {s: {"data_root": data, "datalist": os.path.join(data, "datalists", f"{s}.json")} for s in sites}
     overrides = {"num_rounds": rounds, "sites": sites, "min_clients": len(sites), "training": TINY_TRAINING}
     job_dir = build_job(DEMO_JOB, os.path.join(work, "jobs"), overrides)
-    workspace = os.path.join(work, "sim")
-    sampler = MemorySampler(os.path.abspath(workspace))
+    workspace = os.path.abspath(os.path.join(work, "sim"))
+    sampler = MemorySampler(workspace)
     sampler.start()
     try:
         run_simulator(
@@ -209,7 +211,9 @@ def to_markdown(result: dict, picture: str) -> str:
         f"Date: {result['date']}",
         "",
         "The CPU demo job with a tiny model (crop 32^3, init_filters 8, 2 local steps a round) and 2 synthetic sites; "
-        "every FLARE process's resident memory sampled twice a second, taken at the end of each round. FLARE time: a "
+        "the resident memory of every FLARE process sampled twice a second and summed per participant (the simulator's "
+        "server runs as 3 processes; a POC participant as its parent process and its job process, listed apart), "
+        "taken at the end of each round. FLARE time: a "
         "round's duration minus the slowest site's train task. Target: memory grows by at most "
         f"{GROWTH_LIMIT:.0%} from round {GROWTH_FROM_ROUND} to the last; FLARE time does not creep up.",
         "",
