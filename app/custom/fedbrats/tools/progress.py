@@ -1,6 +1,7 @@
 """Show the progress lines of FLARE log files while a run is going."""
 
 import glob
+import os
 import re
 import threading
 import time
@@ -10,6 +11,16 @@ PROGRESS = re.compile(
     r"(Round \d+ started|round \d+/\d+:|new best global model|scoring the final|on (testing|validation): mean Dice|"
     r"bad input data|Workflow: \S+ finalizing| ERROR - )"
 )
+
+
+def _restarted(path: str, handle) -> bool:
+    """Whether the file at ``path`` was replaced or truncated since ``handle`` read it (FLARE's simulator starts a
+    site's log again when the site's process starts)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return stat.st_ino != os.fstat(handle.fileno()).st_ino or stat.st_size < handle.tell()
 
 
 class LogFollower:
@@ -34,7 +45,11 @@ class LogFollower:
         while True:
             stopping = self.stop_event.is_set()
             for path in glob.glob(self.pattern):
-                if path not in handles:
+                handle = handles.get(path)
+                if handle is not None and _restarted(path, handle):
+                    handle.close()
+                    handle = None
+                if handle is None:
                     handles[path] = open(path, errors="replace")
             idle = True
             for handle in handles.values():

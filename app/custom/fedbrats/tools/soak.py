@@ -247,7 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poc-rounds", type=int, default=20, help="POC rounds (0: no POC run)")
     parser.add_argument("--cases", type=int, default=4, help="synthetic cases per site")
     parser.add_argument("--work", default="workspace/soak")
-    parser.add_argument("--out", default="workspace/soak/soak.json")
+    parser.add_argument("--out", default="docs/benchmarks_soak.json")
     parser.add_argument("--markdown", default="docs/benchmarks.md", help="file whose soak section is (re)written")
     parser.add_argument("--picture", default="docs/benchmarks_soak.png")
 
