@@ -183,3 +183,15 @@ def test_any_number_of_sites_in_their_numbers_order(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(results))
     assert write_report(str(path), str(tmp_path / "out"))["figures"] == {"heatmap": "report_heatmap.png"}
+
+
+def test_a_site_whose_evaluation_failed_is_missing_but_not_lost():
+    results = reference_results()
+    results["site-2"] = {}  # site-2 scored every global model, then every cross-site evaluation of it failed
+    history = [
+        {"round": r, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2")}} for r in (1, 2)
+    ]
+    report = build_report(results, {"best_round": 2, "history": history})
+    assert report["lost_sites"] == {}
+    assert all(row["sites"]["site-2"] is None for row in report["models"])
+    assert not any("lost during the run" in w for w in report["warnings"])

@@ -136,15 +136,20 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
 def lost_sites(
     sites: List[str], rows: List[dict], history: List[dict], final_round: Optional[int], disconnected: dict
 ) -> dict:
-    """Sites that scored no model in the cross-site evaluation, each with the last round whose global model it
-    scored (None: none), from the selection's history (the final entry is the final model's scoring), and the
-    round in which the server gave up on it (``disconnected``), if it did."""
+    """Sites that scored no model in the cross-site evaluation and either were given up by the server
+    (``disconnected``: the round it did) or stopped scoring the global models before the last round; each with the
+    last round whose global model it scored (None: none), from the selection's history (the final entry is the final
+    model's scoring). A site that scored the final model but no cross-site result is not lost: its evaluation
+    failed, which the report's warnings say model by model."""
     lost = {}
     for site in sites:
         if any(row["sites"][site] for row in rows):
             continue
         answered = [h["round"] for h in history if site in h.get("sites", {})]
-        lost[site] = {"last_round": max(answered, default=None), "rounds": final_round}
+        last = max(answered, default=None)
+        if site not in disconnected and last is not None and last == final_round:
+            continue
+        lost[site] = {"last_round": last, "rounds": final_round}
         if site in disconnected:
             lost[site]["disconnected_in_round"] = disconnected[site]
     return lost
