@@ -18,7 +18,7 @@ import time
 from typing import Dict, List
 
 from ..constants import SPLITS
-from .doc_sections import write_section
+from .doc_sections import section_head, write_section
 from .step_benchmark import machine
 
 SITE = "site-1"
@@ -143,14 +143,8 @@ def run_child(args: argparse.Namespace, measure: List[str], name: str) -> dict:
 
 def to_markdown(result: dict) -> str:
     """This benchmark's section of docs/benchmarks.md."""
-    rows, m = {r["variant"]: r for r in result["cache"]}, result["machine"]
-    lines = [
-        SECTION,
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
-        f"Date: {result['date']}",
-        "",
+    rows = {r["variant"]: r for r in result["cache"]}
+    lines = section_head(SECTION, result) + [
         "Full-size (240x240x155, 1 mm) synthetic cases, preprocessed as a site does at 1 mm; each figure measured in a "
         "fresh process with one torch thread, the cache filled by one thread.",
         "",

@@ -1,7 +1,7 @@
 """``## `` sections of a Markdown file that several benchmark commands write into: each command (re)writes its own
 section and leaves the others as they are."""
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 
 def _bounds(lines: Sequence[str], heading: str) -> Optional[Tuple[int, int]]:
@@ -50,3 +50,16 @@ def write_section(path: str, heading: str, section: str) -> None:
         old = ""
     with open(path, "w") as f:
         f.write(replace_section(old, heading, section))
+
+
+def section_head(heading: str, result: dict) -> List[str]:
+    """A benchmark section's first lines: its heading, the command, the machine and the date it was measured."""
+    m = result["machine"]
+    return [
+        heading,
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
+        f"Date: {result['date']}",
+        "",
+    ]

@@ -20,7 +20,7 @@ from nvflare.apis.job_def import ALL_SITES
 
 from ..constants import REGIONS
 from .benchmark import log_times
-from .doc_sections import write_section
+from .doc_sections import section_head, write_section
 from .jobs import DEMO_JOB
 from .recipe import BratsRecipe, add_site_runtime
 from .report import write_report
@@ -236,14 +236,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def to_markdown(result: dict, picture: str) -> str:
-    m = result["machine"]
-    lines = [
-        SECTION,
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
-        f"Date: {result['date']}",
-        "",
+    lines = section_head(SECTION, result) + [
         "The product's server side (FedAvg with in-time selection, guarded aggregation, persistor, cross-site "
         "evaluation) in FLARE's simulator with one process per site (`-t` = sites; with fewer threads the simulator "
         "starts a new process whenever a thread switches site, which costs more than a round), with sites that "

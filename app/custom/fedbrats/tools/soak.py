@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 from ..datalist import write_json
 from .benchmark import log_times, task_seconds
-from .doc_sections import write_section
+from .doc_sections import section_head, write_section
 from .job_builder import build_job
 from .jobs import DEMO_JOB
 from .poc import round_trip
@@ -202,14 +202,7 @@ def plot(results: List[dict], path: str) -> None:
 
 
 def to_markdown(result: dict, picture: str) -> str:
-    m = result["machine"]
-    lines = [
-        SECTION,
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'}  ",
-        f"Date: {result['date']}",
-        "",
+    lines = section_head(SECTION, result) + [
         "The CPU demo job with a tiny model (crop 32^3, init_filters 8, 2 local steps a round) and 2 synthetic sites; "
         "the resident memory of every FLARE process sampled twice a second and summed per participant (the simulator's "
         "server runs as 3 processes; a POC participant as its parent process and its job process, listed apart), "
