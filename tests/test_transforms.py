@@ -10,7 +10,7 @@ from builders import modality_path, tumour_case, write_case
 from fedbrats.data import data_errors, make_dataset, site_loader
 from fedbrats.datalist import resolve_entry
 from fedbrats.errors import BratsDataError
-from fedbrats.transforms import eval_transforms, train_transforms
+from fedbrats.transforms import NonzeroNormalized, eval_transforms, train_transforms
 
 
 def test_label_conversion_to_tc_wt_et(tmp_path, tiny_settings):
@@ -37,6 +37,24 @@ def test_normalisation_is_per_channel_over_non_zero_voxels(tiny_site, tiny_setti
         inside = image[c][image[c] != 0]
         assert abs(float(inside.mean())) < 1e-3 and abs(float(inside.std()) - 1) < 1e-2
     assert float(image[:, :2].abs().max()) == 0.0
+
+
+def test_fast_normalisation_matches_monai():
+    from monai.data import MetaTensor
+    from monai.transforms import NormalizeIntensityd
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(500, 120, (5, 40, 36, 30)).astype(np.float32)
+    image[:, :8] = 0  # background
+    image[2] = 0  # a channel without brain
+    image[3][image[3] != 0] = 250.0  # a constant channel
+    reference = NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)(
+        {"image": MetaTensor(torch.from_numpy(image.copy()))}
+    )["image"]
+    fast = NonzeroNormalized(keys="image")({"image": MetaTensor(torch.from_numpy(image.copy()))})["image"]
+    assert isinstance(fast, MetaTensor) and fast.dtype == torch.float32
+    assert torch.allclose(fast.as_tensor(), reference.as_tensor(), atol=1e-5)
+    assert float(fast[:, :8].abs().max()) == 0.0 and float(fast[2].abs().max()) == 0.0
 
 
 def test_training_crop_flip_and_intensity_augmentation(tiny_site, tiny_settings):

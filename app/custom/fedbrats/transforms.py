@@ -1,5 +1,6 @@
 """MONAI preprocessing of BraTS cases, as in the reference SegResNetVAE training."""
 
+import math
 from typing import Hashable, List, Mapping, Optional, Tuple
 
 import torch
@@ -10,6 +11,7 @@ from monai.transforms import (
     EnsureTyped,
     LoadImage,
     MapTransform,
+    NormalizeIntensity,
     NormalizeIntensityd,
     Orientationd,
     RandCropByPosNegLabeld,
@@ -139,6 +141,34 @@ class LoadBratsCased(MapTransform):
         return d
 
 
+class NonzeroNormalize(NormalizeIntensity):
+    """MONAI's channel-wise z-score over the non-zero voxels (``NormalizeIntensity(nonzero=True,
+    channel_wise=True)``, zeros stay zero) from whole-volume sums rather than boolean indexing: the same values
+    within float32 rounding, in about half the time on a full-size case."""
+
+    def __init__(self):
+        super().__init__(nonzero=True, channel_wise=True)
+
+    def _normalize(self, img, sub=None, div=None):
+        img = (img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)).float()
+        n = int(torch.count_nonzero(img))
+        if n == 0:
+            return img
+        mask = img != 0
+        mean = float(img.sum()) / n
+        img = img.sub_(mean).mul_(mask)
+        std = math.sqrt(float(img.square().sum()) / n)
+        return img.div_(std if std > 0 else 1.0)
+
+
+class NonzeroNormalized(NormalizeIntensityd):
+    """:class:`NonzeroNormalize` of ``keys``, as MONAI's ``NormalizeIntensityd(nonzero=True, channel_wise=True)``."""
+
+    def __init__(self, keys):
+        super().__init__(keys=keys, nonzero=True, channel_wise=True)
+        self.normalizer = NonzeroNormalize()
+
+
 def deterministic_transforms(settings: TrainSettings, with_label: bool = True, pad_to_crop: bool = True) -> list:
     """Decode, convert labels, orient, resample and normalise: the part that caching keeps."""
     keys = ["image", "label"] if with_label else ["image"]
@@ -152,7 +182,7 @@ def deterministic_transforms(settings: TrainSettings, with_label: bool = True, p
     chain += [
         Orientationd(keys=keys, axcodes="RAS", labels=None),
         Spacingd(keys=keys, pixdim=(settings.pixdim,) * 3, mode=modes),
-        NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True),
+        NonzeroNormalized(keys="image"),
     ]
     if pad_to_crop:
         chain.append(SpatialPadd(keys=keys, spatial_size=settings.crop))

@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ..constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
 from ..data import cache_summary, site_loader
-from ..engine import SegmentationEngine, select_device
+from ..engine import SegmentationEngine, release_memory, select_device
 from ..errors import BratsDataError
 from ..settings import TrainSettings
 from ..update_checks import named, nonfinite_tensors
@@ -133,6 +133,8 @@ class BratsExecutor(Executor):
         except BratsDataError as e:
             self.log_error(fl_ctx, f"bad input data: {e}")
             return make_reply(ReturnCode.EXECUTION_EXCEPTION)
+        finally:
+            release_memory()
 
     def _receive(self, shareable: Shareable, fl_ctx: FLContext, keep_local: bool = False) -> Optional[Dict]:
         dxo = from_shareable(shareable)
