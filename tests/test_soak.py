@@ -2,7 +2,7 @@
 
 import pytest
 
-from fedbrats.tools.soak import growth, per_round, role, soak_simulator
+from fedbrats.tools.soak import growth, per_round, role, second_half_growth, soak_simulator
 
 
 def test_flare_processes_are_named_by_participant():
@@ -23,6 +23,15 @@ def test_memory_at_each_rounds_end_and_its_growth():
     assert memory == {"server": [100.0, 110.0, 121.0], "site-1": [None, 50.0, 50.0]}
     assert growth(memory["server"], start=2) == pytest.approx(0.1)
     assert growth(memory["site-1"], start=1) is None and growth([1.0], start=5) is None
+
+
+def test_second_half_growth_leaves_out_single_round_peaks():
+    warm_up_then_flat = [100.0 + min(r, 10) * 2 for r in range(40)]
+    warm_up_then_flat[35] = 400.0  # one round ending at a validation peak
+    assert second_half_growth(warm_up_then_flat) == 0.0
+    climbing = [100.0 + r for r in range(40)]
+    assert second_half_growth(climbing) == pytest.approx(137 / 122 - 1, abs=1e-4)  # medians of rounds 21-25, 36-40
+    assert second_half_growth([100.0] * 10) is None
 
 
 def test_a_short_simulator_soak_samples_every_process_every_round(tmp_path):

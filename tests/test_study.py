@@ -9,7 +9,7 @@ from fedbrats.tools.study import ARMS, run_study
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
 
 
-def tiny_study(tmp, docs):
+def tiny_study(tmp, docs, name="results"):
     """The study at 4 steps per arm on 4 synthetic cases per site, its data and arms under ``tmp/out``."""
     return run_study(
         str(tmp / "out"),
@@ -21,6 +21,7 @@ def tiny_study(tmp, docs):
         arms=list(ARMS),
         command="fedbrats study (test)",
         overrides=TINY,
+        name=name,
     )
 
 
@@ -60,8 +61,10 @@ def test_tables_and_plot_are_written(study):
 
 def test_finished_arms_are_reused(study, capsys):
     tmp, first = study
-    again = tiny_study(tmp, "docs2")
+    again = tiny_study(tmp, "docs2", name="again")
     printed = capsys.readouterr().out
     assert printed.count("finished before, reusing") == len(ARMS)
     for arm in ARMS:
         assert again["arms"][arm]["models"] == first["arms"][arm]["models"]
+    assert "![validation Dice against optimiser steps](again_curves.png)" in (tmp / "docs2" / "again.md").read_text()
+    assert (tmp / "docs2" / "again.json").is_file() and (tmp / "docs2" / "again_curves.png").is_file()

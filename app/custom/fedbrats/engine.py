@@ -35,8 +35,8 @@ def configure_cpu(num_threads: int = 0) -> int:
 
     glibc returns the large activation buffers of 3D networks to the OS after every step and
     page-faults them back in on the next one; raising its mmap and trim thresholds saves about
-    a third of a CPU training step. ``FEDBRATS_MALLOC_TUNING=0`` leaves glibc's defaults. What a task kept
-    for reuse goes back to the OS at the task's end (:func:`release_memory`).
+    a third of a CPU training step. ``FEDBRATS_MALLOC_TUNING=0`` leaves glibc's defaults. A site returns what
+    it kept to the OS at the end of every FL task (FLARE's ``cleanup_memory``).
     """
     try:
         if os.environ.get("FEDBRATS_MALLOC_TUNING", "1") == "0":
@@ -51,15 +51,6 @@ def configure_cpu(num_threads: int = 0) -> int:
         num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(num_threads)
     return num_threads
-
-
-def release_memory() -> None:
-    """Return the freed heap to the OS (glibc ``malloc_trim``): called between FL tasks, so the memory kept
-    for reuse within a task's steps does not pile up over a long run."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

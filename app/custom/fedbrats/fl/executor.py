@@ -17,11 +17,12 @@ from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+from nvflare.fuel.utils.memory_utils import cleanup_memory
 from torch.utils.tensorboard import SummaryWriter
 
 from ..constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
 from ..data import cache_summary, site_loader
-from ..engine import SegmentationEngine, release_memory, select_device
+from ..engine import SegmentationEngine, select_device
 from ..errors import BratsDataError
 from ..settings import TrainSettings
 from ..update_checks import named, nonfinite_tensors
@@ -134,7 +135,8 @@ class BratsExecutor(Executor):
             self.log_error(fl_ctx, f"bad input data: {e}")
             return make_reply(ReturnCode.EXECUTION_EXCEPTION)
         finally:
-            release_memory()
+            # what the task's steps kept for reuse goes back to the OS (gc, malloc_trim), as FLARE advises per round
+            cleanup_memory(cuda_empty_cache=self.engine is not None and self.engine.device.type == "cuda")
 
     def _receive(self, shareable: Shareable, fl_ctx: FLContext, keep_local: bool = False) -> Optional[Dict]:
         dxo = from_shareable(shareable)

@@ -97,13 +97,13 @@ def measure_cache(root: str, cases: int, variant: str) -> dict:
 
 def measure_loader(root: str, cache_rate: float, workers: int, crops: int) -> dict:
     """Training crops at the reference size per second from a loader over ``crops + 1`` cases, one epoch: the first
-    crop is not counted."""
-    import torch
-
+    crop is not counted. The process is set up as a site's training process is (:func:`fedbrats.engine.configure_cpu`:
+    one thread, memory kept for reuse), and its loader workers inherit that."""
     from ..data import make_dataset, make_loader
+    from ..engine import configure_cpu
     from ..settings import TrainSettings
 
-    torch.set_num_threads(1)
+    configure_cpu(1)
     settings = TrainSettings.from_dict(
         {"crop": REFERENCE_CROP, "cache_rate": cache_rate, "num_workers": workers, "batch_size": 1}
     )
@@ -168,7 +168,8 @@ def to_markdown(result: dict) -> str:
         "### Training crops from the loader",
         "",
         f"Crops of {'x'.join(map(str, REFERENCE_CROP))} voxels, batch 1, float32; the first crop (worker start-up) "
-        "is not counted.",
+        "is not counted. The process is set up as a site's training process is (one torch thread, freed memory kept "
+        "for reuse), and the loader's workers inherit that.",
         "",
         "| cache | workers | cases | crops | crops/s | s a crop |",
         "|---|---|---|---|---|---|",

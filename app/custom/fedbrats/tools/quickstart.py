@@ -20,7 +20,7 @@ from .synthetic.generator import write_sites
 EXPECTATION = """\
 What to expect: a few rounds on a CPU teach the whole tumour (WT) first; tumour core (TC) and enhancing tumour (ET)
 need longer training. How FedAvg compares with centralised and local-only training under the same budget:
-docs/results.md (made by `fedbrats study`)."""
+docs/results.md and docs/training.md (made by `fedbrats study`)."""
 
 
 def ensure_synthetic_sites(root: str, sites: Sequence[Union[str, SiteSpec]], cases: int) -> Dict[str, Dict[str, str]]:

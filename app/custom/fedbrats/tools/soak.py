@@ -11,6 +11,7 @@ import datetime as dt
 import glob
 import os
 import re
+import statistics
 import sys
 import threading
 import time
@@ -101,6 +102,16 @@ def growth(values: List[Optional[float]], start: int = GROWTH_FROM_ROUND) -> Opt
     if len(values) < start or values[start - 1] is None or values[-1] is None:
         return None
     return round(values[-1] / values[start - 1] - 1, 4)
+
+
+def second_half_growth(values: List[Optional[float]], window: int = 5) -> Optional[float]:
+    """Growth over the second half of the run, from the median of ``window`` rounds at its middle to the median of
+    its last ``window``: whether memory still climbs late in the run, with single-round peaks left out."""
+    known = [v for v in values if v is not None]
+    if len(known) < 4 * window:
+        return None
+    middle = len(known) // 2
+    return round(statistics.median(known[-window:]) / statistics.median(known[middle : middle + window]) - 1, 4)
 
 
 def flare_seconds(server_log: str, site_logs: List[str]) -> List[float]:
@@ -213,8 +224,8 @@ def to_markdown(result: dict, picture: str) -> str:
         f"![soak]({picture})",
         "",
         f"| run | rounds | process | RSS round {GROWTH_FROM_ROUND} (MiB) | RSS last round (MiB) | growth "
-        "| within target |",
-        "|---|---|---|---|---|---|---|",
+        "| within target | growth in the second half (medians of 5 rounds) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         for name, values in run["rss_MiB_per_round"].items():
@@ -222,7 +233,11 @@ def to_markdown(result: dict, picture: str) -> str:
             start = values[GROWTH_FROM_ROUND - 1] if len(values) >= GROWTH_FROM_ROUND else None
             ok = "-" if g is None else ("yes" if g <= GROWTH_LIMIT else "no")
             shown = "-" if g is None else f"{g:+.1%}"
-            lines.append(f"| {run['mode']} | {run['rounds_done']} | {name} | {start} | {values[-1]} | {shown} | {ok} |")
+            late = second_half_growth(values)
+            late = "-" if late is None else f"{late:+.1%}"
+            lines.append(
+                f"| {run['mode']} | {run['rounds_done']} | {name} | {start} | {values[-1]} | {shown} | {ok} | {late} |"
+            )
     lines += [
         "",
         "| run | FLARE s per round: first fifth (after round 1) | last fifth |",

@@ -26,7 +26,7 @@ from .job_builder import build_job
 from .jobs import DEMO_JOB, job_definition
 from .report import site_result, weighted_average
 from .simulate import run_simulator, write_site_settings
-from .study_report import write_results
+from .study_report import RESULTS, write_results
 from .synthetic.generator import write_sites
 
 SITES = list(SITE_GRADES)
@@ -218,8 +218,10 @@ def run_study(
     arms: List[str],
     command: str,
     overrides: Optional[dict] = None,
+    name: str = RESULTS,
 ) -> dict:
-    """Run (or reuse) every arm, then write the tables and the plot into ``docs``; ``overrides`` change the recipe."""
+    """Run (or reuse) every arm, then write the tables and the plot into ``docs`` (``<name>.md``, ``.json``,
+    ``_curves.png``); ``overrides`` change the recipe."""
     start = time.time()
     data_root = study_data(out, cases, seed)
     settings = recipe().replace(seed=seed, **(overrides or {}))
@@ -231,7 +233,7 @@ def run_study(
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
     study = summary(command, settings, steps, rounds, cases, seed, results, start)
-    paths = write_results(study, docs)
+    paths = write_results(study, docs, name)
     print(
         f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
         f"{os.path.abspath(out)}",
@@ -242,7 +244,8 @@ def run_study(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="workspace/study", help="data, models and logs of every arm")
-    parser.add_argument("--docs", default="docs", help="folder for results.md, results.json and the curves PNG")
+    parser.add_argument("--docs", default="docs", help="folder for the results' Markdown, JSON and curves PNG")
+    parser.add_argument("--name", default=RESULTS, help="their file names' stem: <name>.md, <name>.json, ...")
     parser.add_argument(
         "--cases", type=int, default=DEFAULT_CASES, help="synthetic cases per site (24: 16 train, 4 val, 4 test)"
     )
@@ -263,6 +266,10 @@ def run(args: argparse.Namespace) -> None:
     seed = overrides.pop("seed", 0)
     values = (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", seed))
     command = "fedbrats study " + " ".join(f"--{k} {v}" for k, v in values)
+    if args.arms != list(ARMS):
+        command += " --arms " + " ".join(args.arms)
+    if args.name != RESULTS:
+        command += f" --name {args.name}"
     if overrides:
         command += f" (recipe overrides {json.dumps(overrides, sort_keys=True)})"
-    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, seed, args.arms, command, overrides)
+    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, seed, args.arms, command, overrides, args.name)

@@ -8,7 +8,8 @@ from ..datalist import write_json
 from .plots import DPI, pyplot, save
 from .report import _fmt, region_table
 
-RESULTS_MD, RESULTS_JSON, CURVES_PNG = "results.md", "results.json", "results_curves.png"
+RESULTS = "results"
+"""Default stem of the study's files: ``results.md``, ``results.json`` and ``results_curves.png``."""
 CENTRAL_TARGETS = {"TC": 0.70, "WT": 0.85, "ET": 0.60}
 """Case-weighted Dice the centralised model must reach on held-out synthetic cases: the recipe learns."""
 ARM_LABELS = {
@@ -82,7 +83,7 @@ def plot_curves(study: dict, path: str) -> str:
     return save(fig, path)
 
 
-def to_markdown(study: dict) -> str:
+def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
     s = study["settings"]
     sites = ", ".join(f"{site} {grade}-like" for site, grade in study["sites"].items())
     lines = (
@@ -114,7 +115,7 @@ def to_markdown(study: dict) -> str:
             "How the CPU recipe was chosen, what holds tumour core and enhancing tumour back and what was tried: "
             "[training.md](training.md).",
             "",
-            f"![validation Dice against optimiser steps]({CURVES_PNG})",
+            f"![validation Dice against optimiser steps]({curves_png})",
             "",
             "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
             "",
@@ -133,11 +134,12 @@ def to_markdown(study: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(study: dict, docs: str) -> List[str]:
+def write_results(study: dict, docs: str, name: str = RESULTS) -> List[str]:
+    """``<name>.md``, ``<name>.json`` and ``<name>_curves.png`` in ``docs``; returns their paths."""
     os.makedirs(docs, exist_ok=True)
-    paths = [os.path.join(docs, RESULTS_MD), os.path.join(docs, RESULTS_JSON), os.path.join(docs, CURVES_PNG)]
+    paths = [os.path.join(docs, f"{name}{ext}") for ext in (".md", ".json", "_curves.png")]
     with open(paths[0], "w") as f:
-        f.write(to_markdown(study))
+        f.write(to_markdown(study, os.path.basename(paths[2])))
     write_json(paths[1], study)
     plot_curves(study, paths[2])
     return paths
