@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 from builders import TINY_TRAINING, write_site
@@ -84,3 +86,24 @@ def test_poc_takes_sites_or_site_data_not_both(tmp_path):
         main(["poc", "--root", str(tmp_path), "--sites", "site-1", "--site-data", f"site-1={tmp_path}"])
     with pytest.raises(SystemExit, match="the grade must be"):
         main(["poc", "--root", str(tmp_path), "--sites", "site-1:XYZ"])
+
+
+def test_stop_ends_only_the_processes_the_system_started(tmp_path):
+    system = PocSystem(str(tmp_path / "poc-run"), SITES)
+    log = os.path.join(system.root, "server", "log.txt")
+    os.makedirs(os.path.dirname(log))
+    open(log, "w").close()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    started = subprocess.Popen(sleeper + [system.root], env=system.env)  # as FLARE's services inherit it
+    # a wrapper that started the product and a user's process on a log, both naming the folder: neither is ours
+    wrapper = subprocess.Popen(["timeout", "300", *sleeper, system.root])
+    follower = subprocess.Popen(["tail", "-f", log], cwd=system.root)
+    try:
+        assert system.our_processes() == [started.pid]
+        system.stop(grace=2)
+        assert started.wait(timeout=10) is not None
+        assert wrapper.poll() is None and follower.poll() is None
+    finally:
+        for proc in (started, wrapper, follower):
+            proc.kill()
+            proc.wait()

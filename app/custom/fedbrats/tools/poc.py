@@ -54,6 +54,10 @@ def listening_ports() -> set:
     return ports
 
 
+PROCESS_MARK = "FEDBRATS_POC_ROOT"
+"""Environment variable every process a :class:`PocSystem` starts inherits, holding its root: how it finds them."""
+
+
 class PocSystem:
     """A POC deployment under ``root``: prepare, start, submit, wait, download, stop.
 
@@ -74,7 +78,11 @@ class PocSystem:
         self.port = free_port() if port is None else port
         self.heart_beat_timeout = heart_beat_timeout
         self.env = flare_env(
-            {"HOME": os.path.join(self.root, "home"), "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc")}
+            {
+                "HOME": os.path.join(self.root, "home"),
+                "NVFLARE_POC_WORKSPACE": os.path.join(self.root, "poc"),
+                PROCESS_MARK: self.root,
+            }
         )
         self.started = False
 
@@ -154,18 +162,21 @@ class PocSystem:
         return os.path.join(out_dir, job_id)
 
     def our_processes(self) -> List[int]:
-        """Pids of processes whose command line or working folder is inside this POC folder."""
+        """Pids of the processes this POC system started: every process it starts (FLARE's services, their start
+        scripts and job processes, the ``nvflare`` commands) inherits ``FEDBRATS_POC_ROOT=<root>``. A process that
+        only names the folder (a ``tail -f`` on a log, an editor, the script or ``timeout`` that started this
+        command) is not one of them."""
+        mark = f"{PROCESS_MARK}={self.root}".encode()
         pids = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read().decode(errors="replace")
-                cwd = os.readlink(f"/proc/{entry}/cwd")
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    environment = f.read().split(b"\0")
             except OSError:
                 continue
-            if self.root in cmdline or cwd.startswith(self.root + os.sep):
+            if mark in environment:
                 pids.append(int(entry))
         return pids
 
