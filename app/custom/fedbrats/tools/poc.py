@@ -21,7 +21,7 @@ from .jobs import DEMO_JOB, JOBS
 from .progress import LogFollower
 from .recipe import BratsRecipe
 from .report import write_report
-from .simulate import flare_env, nvflare_command
+from .simulate import flare_env, marked_processes, nvflare_command
 from .sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
 from .synthetic.generator import write_sites
 
@@ -166,19 +166,7 @@ class PocSystem:
         scripts and job processes, the ``nvflare`` commands) inherits ``FEDBRATS_POC_ROOT=<root>``. A process that
         only names the folder (a ``tail -f`` on a log, an editor, the script or ``timeout`` that started this
         command) is not one of them."""
-        mark = f"{PROCESS_MARK}={self.root}".encode()
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    environment = f.read().split(b"\0")
-            except OSError:
-                continue
-            if mark in environment:
-                pids.append(int(entry))
-        return pids
+        return marked_processes(PROCESS_MARK, self.root)
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop the POC services, wait for their processes to exit, kill what remains."""

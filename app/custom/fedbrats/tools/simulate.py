@@ -39,6 +39,40 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         time.sleep(0.5)
 
 
+SIMULATION_MARK = "FEDBRATS_SIMULATION"
+"""Environment variable every process of a simulator run inherits, holding its workspace: how the run finds its
+processes after FLARE moved its site workers into sessions of their own."""
+
+
+def marked_processes(mark: str, value: str) -> List[int]:
+    """Pids of the processes (not this one) whose environment holds ``mark=value``."""
+    wanted, pids = f"{mark}={value}".encode(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environment = f.read().split(b"\0")
+        except OSError:
+            continue
+        if wanted in environment:
+            pids.append(int(entry))
+    return pids
+
+
+def stop_marked(mark: str, value: str, grace: float = 10.0) -> None:
+    """SIGTERM the processes marked ``mark=value``, and SIGKILL those still there after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in marked_processes(mark, value):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace
+        while marked_processes(mark, value) and time.time() < deadline:
+            time.sleep(0.2)
+
+
 def nvflare_command() -> str:
     """The ``nvflare`` CLI of this Python environment."""
     candidate = os.path.join(os.path.dirname(sys.executable), "nvflare")
@@ -81,7 +115,8 @@ def run_simulator(
     cmd = [sys.executable, "-m", SIMULATOR, job_dir, "-w", workspace, "-c", ",".join(sites), "-t", str(threads)]
     if gpu:
         cmd += ["-gpu", gpu]
-    env = flare_env({SITES_ENV: site_settings} if site_settings else None)
+    mark = os.path.abspath(workspace)
+    env = flare_env({SIMULATION_MARK: mark, **({SITES_ENV: site_settings} if site_settings else {})})
     log_path = simulator_log(workspace)
     start = time.time()
     print(f"[simulator] {' '.join(cmd)}\n[simulator] full log: {log_path}", flush=True)
@@ -102,6 +137,7 @@ def run_simulator(
             code = proc.wait()
     finally:
         stop_process_group(proc)
+        stop_marked(SIMULATION_MARK, mark)  # the site workers, which run in sessions of their own
     if code != 0:
         raise RuntimeError(f"the simulator exited with {code}; see {log_path}")
     return time.time() - start
@@ -122,6 +158,7 @@ def run(args: argparse.Namespace) -> None:
     settings = None
     if args.data_root:
         data = {s: {"data_root": args.data_root} for s in args.sites}
-        settings = write_site_settings(os.path.join(args.workspace, "sites.json"), data)
+        # beside the workspace, not in it: the simulator empties its workspace when it starts
+        settings = write_site_settings(os.path.abspath(args.workspace).rstrip(os.sep) + ".sites.json", data)
     seconds = run_simulator(args.job, args.workspace, args.sites, args.threads, settings, args.gpu)
     print(f"[simulator] finished in {seconds:.0f} s; results in {os.path.abspath(args.workspace)}/server/simulate_job")
