@@ -40,6 +40,18 @@ def processes_naming(text):
     return pids
 
 
+def start(cmd):
+    """``cmd`` with its output piped and Ctrl-C handled as in a terminal, also when this test runs where SIGINT is
+    ignored (a shell's background job)."""
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def interrupt_when(proc, marker, timeout=300):
     """Read ``proc``'s output until a line holds ``marker``, then send it SIGINT (Ctrl-C); returns its output."""
     lines, deadline = [], time.time() + timeout
@@ -48,7 +60,11 @@ def interrupt_when(proc, marker, timeout=300):
         if marker in line or time.time() > deadline:
             break
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     return "".join(lines) + rest
 
 
@@ -58,7 +74,7 @@ def test_ctrl_c_on_simulate_stops_the_simulator_and_its_sites(tmp_path):
     job = build_job("brats_fedavg_demo", str(tmp_path / "jobs"), {"num_rounds": 100, "training": TINY_TRAINING})
     workspace = str(tmp_path / "sim")
     cmd = [FEDBRATS, "simulate", job, "-w", workspace, "--data-root", root]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start(cmd)
     output = interrupt_when(proc, "round 1/100")
     assert "round 1/100" in output, output[-3000:]
     assert proc.returncode != 0
@@ -74,7 +90,7 @@ def test_ctrl_c_on_poc_stops_the_server_and_the_sites(tmp_path):
         site_data.append(f"{site}={root},{write_site(root, name=f'{site}.json')}")
     poc_root = str(tmp_path / "poc-run")
     cmd = [FEDBRATS, "poc", "--root", poc_root, "--rounds", "100", "--site-data", *site_data]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start(cmd)
     output = interrupt_when(proc, "Round 0 started")  # the job runs on the server and the sites
     assert "Round 0 started" in output and "[poc] stopped" in output, output[-3000:]
     assert proc.returncode != 0
