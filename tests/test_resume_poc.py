@@ -2,12 +2,12 @@
 
 import json
 import os
-import re
 import signal
 import time
 
 import pytest
 from builders import TINY_TRAINING, write_site
+from poc_helpers import trained_rounds, wait_for
 
 from fedbrats.run_state import RUN_STATE_FOLDER, STATE_FILE
 from fedbrats.tools.job_builder import job_recipe
@@ -17,16 +17,6 @@ from fedbrats.tools.recipe import BratsRecipe
 SITES = ["site-1", "site-2"]
 JOB = "brats_fedavg_demo"
 PLANNED = 4
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rounds_done(state_dir):
@@ -50,12 +40,6 @@ def server_python_pids(poc):
         if "python" in os.path.basename(argv[0]) and any(a.startswith(server) for a in argv):
             pids.append(pid)
     return pids
-
-
-def trained_rounds(poc, site, job_id):
-    """Rounds a site finished training in a job, from its log: ``round k/N: ...``."""
-    log = os.path.join(poc.participant_dir(site), job_id, "log.txt")
-    return [int(k) for k in re.findall(r"round (\d+)/\d+: global model val Dice", open(log).read())]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 from builders import TINY_TRAINING, write_site
+from poc_helpers import read, trained_rounds, wait_for
 
 from fedbrats.tools.poc import HEART_BEAT_TIMEOUT, PocSystem, listening_ports
 from fedbrats.tools.recipe import BratsRecipe
@@ -26,16 +27,6 @@ MAX_LOSS = 60
 STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - "
 
 
-def wait_for(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def site_processes(poc, site):
     """Every process of a site: its start script, its client and its job process."""
     folder, pids = poc.participant_dir(site), []
@@ -49,11 +40,6 @@ def site_processes(poc, site):
         if folder in cmdline or cwd.startswith(folder):
             pids.append(pid)
     return pids
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
 
 
 def timestamp(text):
@@ -74,11 +60,6 @@ def waits_after_last_result(log, since):
         if ended and t > since:
             waits.append((ended.group(1), t - max(last_result or t, since)))
     return waits
-
-
-def trained_rounds(poc, site, job_id):
-    log = os.path.join(poc.participant_dir(site), job_id, "log.txt")
-    return [int(k) for k in re.findall(r"round (\d+)/\d+: global model val Dice", read(log))]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,15 @@ BEST_LOCAL_MODEL = "best_local_model.pt"
 TB_FOLDER = "tb_events"
 
 
+def abort_time(signal: Signal) -> Optional[float]:
+    """When the abort reached this process: the trigger time of the signal or of the parent it reports."""
+    while signal is not None:
+        if signal.trigger_time is not None:
+            return signal.trigger_time
+        signal = getattr(signal, "_parent", None)
+    return None
+
+
 class BratsExecutor(Executor):
     """Handles ``train``, ``submit_model``, ``validate`` and ``validate_global`` for one site.
 
@@ -173,20 +182,25 @@ class BratsExecutor(Executor):
         # (3) train locally, at the learning rate of this round
         if isinstance(total_rounds, int) and total_rounds > 0:
             self.engine.set_progress(current_round / total_rounds)
+        round_label = f"{current_round + 1}/{total_rounds}"
+        self.log_info(fl_ctx, f"round {round_label} training starts: {self._planned_steps()}")  # not echoed as progress
         result = self.engine.train_round(self._loader("training", fl_ctx), stop, self._proximal_term())
         trained = time.time()
-        if stop():
-            return make_reply(ReturnCode.TASK_ABORTED)
         steps = result["steps"]
+        if stop():
+            per_step = f"{(trained - validated) / steps:.2f} s per step" if steps else "no step taken"
+            return self._aborted(
+                round_label, f"training stopped after {steps} steps ({per_step})", trained, abort_signal, fl_ctx
+            )
         # a model with NaN or Inf is neither sent nor kept
         nonfinite = nonfinite_tensors(self.engine.get_weights())
         if nonfinite:
-            return self._refuse_update(nonfinite, f"{current_round + 1}/{total_rounds}", result["loss"], fl_ctx)
+            return self._refuse_update(nonfinite, round_label, result["loss"], fl_ctx)
         self.writer.add_scalar("train/loss", result["loss"], current_round)
         # (4) validate the local model and keep the site's best
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         if stop():
-            return make_reply(ReturnCode.TASK_ABORTED)
+            return self._aborted(round_label, "validating the local model stopped", time.time(), abort_signal, fl_ctx)
         self._log_metrics("local_model", local_metrics, current_round)
         if local_metrics[MEAN_DICE] > self.best_local:
             self.best_local = local_metrics[MEAN_DICE]
@@ -196,7 +210,7 @@ class BratsExecutor(Executor):
             )
         self.log_info(
             fl_ctx,
-            f"round {current_round + 1}/{total_rounds}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
+            f"round {round_label}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
             f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
             f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s: validating the global model "
             f"{validated - started:.1f} s, training {trained - validated:.1f} s, validating the local model "
@@ -211,6 +225,20 @@ class BratsExecutor(Executor):
         summary = {k: v for k, v in global_metrics.items() if k != PER_CASE}  # per-case values only in evaluations
         dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: summary})
         return dxo.to_shareable()
+
+    def _planned_steps(self) -> str:
+        if self.settings.local_steps:
+            return f"{self.settings.local_steps} local steps"
+        cap = self.settings.max_steps_per_epoch
+        return f"{self.settings.local_epochs} local epochs" + (f" of at most {cap} steps" if cap else "")
+
+    def _aborted(self, round_label: str, what: str, when: float, abort_signal: Signal, fl_ctx: FLContext):
+        """The job was aborted during this task: say what stopped and how long after the abort arrived; nothing
+        is sent."""
+        arrived = abort_time(abort_signal)
+        after = f", {when - arrived:.2f} s after the abort reached the site" if arrived else ""
+        self.log_info(fl_ctx, f"round {round_label}: job aborted: {what}{after}")
+        return make_reply(ReturnCode.TASK_ABORTED)
 
     def _refuse_update(self, nonfinite: List[str], round_label: str, loss: float, fl_ctx: FLContext) -> Shareable:
         """Send no weights this round: the trained model is not finite. The best local model stays as it is."""
