@@ -14,7 +14,7 @@ from fedbrats.tools.cli import main
 from fedbrats.tools.envs import RunningPocEnv
 from fedbrats.tools.job_builder import CONFIG_FILES, build_job, export_app_config, overrides_from_args
 from fedbrats.tools.job_script import make_env, parse_args
-from fedbrats.tools.jobs import CPU_RECIPE, JOBS, job_definition
+from fedbrats.tools.jobs import CPU_RECIPE, DEMO_TRAINING, JOBS, job_definition
 from fedbrats.tools.recipe import BratsRecipe
 
 
@@ -111,10 +111,14 @@ def test_three_sites_with_grades_give_a_job_of_three_and_their_synthetic_grades(
 def test_job_definitions():
     demo = JOBS["brats_fedavg_demo"]
     assert demo.num_rounds == 6 and demo.sites == ("site-1", "site-2") and demo.min_clients == 2
-    assert dict(demo.training) == CPU_RECIPE and demo.synthetic_cases == 10
+    assert dict(demo.training) == DEMO_TRAINING and demo.synthetic_cases == 10
+    assert {k: v for k, v in DEMO_TRAINING.items() if k not in ("crop", "local_steps")} == {
+        k: v for k, v in CPU_RECIPE.items() if k not in ("crop", "local_steps")
+    }
     settings = demo.settings()
-    assert settings.batch_size == 2 and settings.local_steps == 25 and settings.window == (80, 80, 56)
-    assert job_definition("brats_fedavg_demo", {"training": {"crop": [32, 32, 32]}}).settings().local_steps == 25
+    assert settings.batch_size == 2 and settings.local_steps == 75 and settings.window == (80, 80, 56)
+    assert settings.crop == (32, 32, 32)
+    assert job_definition("brats_fedavg_demo", {"training": {"crop": [48, 48, 48]}}).settings().local_steps == 75
     central = BratsRecipe("brats_central")
     assert central.sites == ["site-All"] and central.definition.min_clients == 1
     assert job_definition("brats_fedavg", {"num_rounds": None}).num_rounds == 600
