@@ -38,8 +38,9 @@ by 1 + BCE, Adam 2e-3 decaying along a cosine over the rounds, one whole-volume 
 rule of 500 mm^3."""
 
 DEMO_TRAINING = {**CPU_RECIPE, "crop": [32, 32, 32], "local_steps": 75}
-"""The quickstart's training: the CPU recipe on 32^3 crops, three times the steps in the same time (a 32^3 step of
-batch 2 takes a third of a 48^3 one on a CPU thread), which 6 short rounds learn far more from (docs/training.md)."""
+"""The quickstart's training: the CPU recipe on 32^3 crops, three times the steps in less time (a 32^3 step of
+batch 2 takes a third of a 48^3 one or less on a CPU thread), which 6 short rounds learn far more from
+(docs/training.md)."""
 
 
 @dataclass(frozen=True)
