@@ -4,6 +4,8 @@ import os
 import re
 import time
 
+from builders import write_site
+
 
 def wait_for(condition, timeout, what):
     """The first true value of ``condition()``, polled until ``timeout`` seconds have passed."""
@@ -43,3 +45,12 @@ def processes_naming(poc, text):
         except OSError:
             continue
     return pids
+
+
+def start_with_tiny_sites(poc, folder):
+    """Prepare and start ``poc``, each of its sites with a tiny synthetic data root of its own under ``folder``."""
+    poc.prepare()
+    for site in poc.sites:
+        root = os.path.join(str(folder), f"data-{site}")
+        poc.set_site_data(site, root, write_site(root, name=f"{site}.json"))
+    poc.start()

@@ -6,9 +6,9 @@ import re
 import time
 
 import pytest
-from builders import TINY_TRAINING, write_site
+from builders import TINY_TRAINING
 from nvflare.apis.signal import Signal
-from poc_helpers import job_log, processes_naming, wait_for
+from poc_helpers import job_log, processes_naming, start_with_tiny_sites, wait_for
 
 from fedbrats.fl.executor import abort_time
 from fedbrats.tools.poc import PocSystem, listening_ports
@@ -52,11 +52,7 @@ def aborted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("abort")
     poc = PocSystem(str(tmp / "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
     try:
-        poc.prepare()
-        for site in SITES:
-            root = str(tmp / f"data-{site}")
-            poc.set_site_data(site, root, write_site(root, name=f"{site}.json"))
-        poc.start()
+        start_with_tiny_sites(poc, tmp)
         training = {**TINY_TRAINING, "local_steps": LOCAL_STEPS}
         job_id = poc.submit(BratsRecipe(JOB, {"num_rounds": 2, "training": training, "sites": SITES}))
         training_line = f"round 1/2 training starts: {LOCAL_STEPS} local steps"

@@ -6,8 +6,8 @@ import signal
 import time
 
 import pytest
-from builders import TINY_TRAINING, write_site
-from poc_helpers import trained_rounds, wait_for
+from builders import TINY_TRAINING
+from poc_helpers import start_with_tiny_sites, trained_rounds, wait_for
 
 from fedbrats.run_state import RUN_STATE_FOLDER, STATE_FILE
 from fedbrats.tools.job_builder import job_recipe
@@ -49,11 +49,7 @@ def resumed(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("resume"))
     poc = PocSystem(os.path.join(tmp, "poc"), SITES)
     try:
-        poc.prepare()
-        for site in SITES:
-            root = os.path.join(tmp, f"data-{site}")
-            poc.set_site_data(site, root, write_site(root, name=f"{site}.json"))
-        poc.start()
+        start_with_tiny_sites(poc, tmp)
         started = time.time()
         values = {"num_rounds": PLANNED, "training": TINY_TRAINING, "sites": SITES, "min_clients": len(SITES)}
         first = poc.submit(BratsRecipe(JOB, values))

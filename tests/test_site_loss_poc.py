@@ -10,8 +10,8 @@ import time
 from datetime import datetime
 
 import pytest
-from builders import TINY_TRAINING, write_site
-from poc_helpers import read, trained_rounds, wait_for
+from builders import TINY_TRAINING
+from poc_helpers import read, start_with_tiny_sites, trained_rounds, wait_for
 
 from fedbrats.tools.poc import HEART_BEAT_TIMEOUT, PocSystem, listening_ports
 from fedbrats.tools.recipe import BratsRecipe
@@ -68,11 +68,7 @@ def lost_site(tmp_path_factory):
     poc = PocSystem(os.path.join(tmp, "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
     started = time.time()
     try:
-        poc.prepare()
-        for site in SITES:
-            root = os.path.join(tmp, f"data-{site}")
-            poc.set_site_data(site, root, write_site(root, name=f"{site}.json"))
-        poc.start()
+        start_with_tiny_sites(poc, tmp)
         values = {
             "num_rounds": ROUNDS,
             "training": TINY_TRAINING,
