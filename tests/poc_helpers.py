@@ -1,4 +1,5 @@
-"""What the tests of a running POC system share: waiting on a condition, reading the participants' job logs."""
+"""What the tests of running FLARE systems share: waiting on a condition, reading the participants' job logs, finding
+processes."""
 
 import os
 import re
@@ -34,17 +35,29 @@ def trained_rounds(poc, site, job_id):
     return [int(k) for k in re.findall(r"round (\d+)/\d+: global model val Dice", job_log(poc, site, job_id))]
 
 
-def processes_naming(poc, text):
-    """Pids of the POC system's processes whose command line holds ``text`` (e.g. a job id)."""
-    pids = []
-    for pid in poc.our_processes():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text in f.read().decode(errors="replace"):
-                    pids.append(pid)
-        except OSError:
-            continue
-    return pids
+def command_line(pid):
+    """A process's arguments and working folder, or None once it has ended."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+        return argv, os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+def all_processes():
+    """Pids of every process on this machine but this one."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
+
+
+def processes_naming(text, pids):
+    """Those of ``pids`` whose command line holds ``text`` or whose working folder lies in ``text``."""
+    found = []
+    for pid in pids:
+        seen = command_line(pid)
+        if seen and (text in "\0".join(seen[0]) or seen[1].startswith(text)):
+            found.append(pid)
+    return found
 
 
 def start_with_tiny_sites(poc, folder):

@@ -61,7 +61,9 @@ def aborted(tmp_path_factory):
         abort_at = time.time()
         poc.nvflare("job", "abort", job_id, "--force", timeout=120)
         status = poc.wait(job_id, timeout=120)
-        job_ended = wait_for(lambda: not processes_naming(poc, job_id) and time.time(), 60, "the job's processes")
+        job_ended = wait_for(
+            lambda: not processes_naming(job_id, poc.our_processes()) and time.time(), 60, "the job's processes"
+        )
         services = len(poc.our_processes())
         logs = {s: job_log(poc, s, job_id) for s in SITES}
         poc.stop(grace=5)

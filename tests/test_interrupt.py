@@ -8,6 +8,7 @@ import sys
 import time
 
 from builders import TINY_TRAINING, write_site
+from poc_helpers import all_processes, processes_naming
 
 from fedbrats.tools.job_builder import build_job
 from fedbrats.tools.poc import PocSystem
@@ -21,23 +22,6 @@ def two_sites(root):
     os.makedirs(os.path.join(root, "datalists"))
     for site in SITES:
         write_site(root, name=os.path.join("datalists", f"{site}.json"))
-
-
-def processes_naming(text):
-    """Pids of processes whose command line or working folder holds ``text``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if text in cmdline or cwd.startswith(text):
-            pids.append(int(entry))
-    return pids
 
 
 def start(cmd):
@@ -79,7 +63,7 @@ def test_ctrl_c_on_simulate_stops_the_simulator_and_its_sites(tmp_path):
     assert "round 1/100" in output, output[-3000:]
     assert proc.returncode != 0
     time.sleep(1)
-    assert processes_naming(workspace) == [], output[-3000:]
+    assert processes_naming(workspace, all_processes()) == [], output[-3000:]
 
 
 def test_ctrl_c_on_poc_stops_the_server_and_the_sites(tmp_path):
@@ -95,4 +79,4 @@ def test_ctrl_c_on_poc_stops_the_server_and_the_sites(tmp_path):
     assert "Round 0 started" in output and "[poc] stopped" in output, output[-3000:]
     assert proc.returncode != 0
     assert PocSystem(poc_root, SITES).our_processes() == [], output[-3000:]
-    assert processes_naming(poc_root) == []
+    assert processes_naming(poc_root, all_processes()) == []

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from builders import TINY_TRAINING
-from poc_helpers import start_with_tiny_sites, trained_rounds, wait_for
+from poc_helpers import command_line, start_with_tiny_sites, trained_rounds, wait_for
 
 from fedbrats.run_state import RUN_STATE_FOLDER, STATE_FILE
 from fedbrats.tools.job_builder import job_recipe
@@ -32,11 +32,7 @@ def server_python_pids(poc):
     server = poc.participant_dir("server")
     pids = []
     for pid in poc.our_processes():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+        argv = (command_line(pid) or ([""], ""))[0]
         if "python" in os.path.basename(argv[0]) and any(a.startswith(server) for a in argv):
             pids.append(pid)
     return pids

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 from builders import TINY_TRAINING
-from poc_helpers import read, start_with_tiny_sites, trained_rounds, wait_for
+from poc_helpers import processes_naming, read, start_with_tiny_sites, trained_rounds, wait_for
 
 from fedbrats.tools.poc import HEART_BEAT_TIMEOUT, PocSystem, listening_ports
 from fedbrats.tools.recipe import BratsRecipe
@@ -25,21 +25,6 @@ WAIT_AFTER_MIN = 60
 """Seconds a round waits for the third site once two have answered: far above the spread of healthy sites."""
 MAX_LOSS = 60
 STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - "
-
-
-def site_processes(poc, site):
-    """Every process of a site: its start script, its client and its job process."""
-    folder, pids = poc.participant_dir(site), []
-    for pid in poc.our_processes():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if folder in cmdline or cwd.startswith(folder):
-            pids.append(pid)
-    return pids
 
 
 def timestamp(text):
@@ -80,7 +65,8 @@ def lost_site(tmp_path_factory):
         server_log = os.path.join(poc.participant_dir("server"), job_id, "log.txt")
         wait_for(lambda: os.path.exists(server_log) and "Round 1 started." in read(server_log), 240, "round 2")
         time.sleep(1)  # inside round 2: the sites have the task
-        for pid in site_processes(poc, LOST):  # the start script first: nothing starts the site again
+        # every process of the site (start script, client, job), the start script first: nothing starts it again
+        for pid in processes_naming(poc.participant_dir(LOST), poc.our_processes()):
             os.kill(pid, signal.SIGKILL)
         killed = time.time()
         status = poc.wait(job_id, timeout=600)

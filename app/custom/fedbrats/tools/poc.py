@@ -21,7 +21,7 @@ from .jobs import DEMO_JOB, JOBS
 from .progress import LogFollower
 from .recipe import BratsRecipe
 from .report import write_report
-from .simulate import flare_env, marked_processes, nvflare_command
+from .simulate import flare_env, marked_processes, nvflare_command, stop_marked
 from .sites import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
 from .synthetic.generator import write_sites
 
@@ -178,13 +178,7 @@ class PocSystem:
         deadline = time.time() + grace
         while self.our_processes() and time.time() < deadline:
             time.sleep(1)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.our_processes():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(2)
+        stop_marked(PROCESS_MARK, self.root, grace=2.0)
         self.started = False
 
 
