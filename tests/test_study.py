@@ -4,17 +4,19 @@ import json
 
 import pytest
 
-from fedbrats.tools.study import ARMS, run_study
+from fedbrats.tools.study import ARMS, run_study, study_data
 
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
 
 
 def tiny_study(tmp, docs, name="results"):
-    """The study at 4 steps per arm on 4 synthetic cases per site, its data and arms under ``tmp/out``."""
+    """The study at 4 steps per arm on 4 synthetic cases per site (2 training, 1 validation) and 2 test cases, its
+    data and arms under ``tmp/out``."""
     return run_study(
         str(tmp / "out"),
         str(tmp / docs),
         cases=4,
+        test_cases=2,
         steps=4,
         rounds=1,
         seed=0,
@@ -41,10 +43,19 @@ def test_every_arm_is_evaluated_on_every_site(study):
             model = saved["arms"][arm]["models"][which]
             assert set(model["sites"]) == {"site-1", "site-2"}
             cases = [r["n_cases"] for r in model["sites"].values()]
-            assert model["average"]["n_cases"] == sum(cases) == 2
+            assert cases == [2, 2] and model["average"]["n_cases"] == 4
             expected = sum(r["WT"] * r["n_cases"] for r in model["sites"].values()) / sum(cases)
             assert model["average"]["WT"] == pytest.approx(expected)
         assert saved["arms"][arm]["curve"][-1]["steps"] == 4
+
+
+def test_data_of_another_size_is_refused(study):
+    tmp, result = study
+    assert result["split"] == [2, 1, 2] and result["cases_per_site"] == 5
+    datalist = json.load(open(tmp / "out" / "data" / "datalists" / "site-1.json"))
+    assert [len(datalist[s]) for s in ("training", "validation", "testing")] == [2, 1, 2]
+    with pytest.raises(SystemExit, match=r"split \[2, 1, 2\] and seed 0, not \[2, 1, 3\]"):
+        study_data(str(tmp / "out"), cases=4, seed=0, test_cases=3)
 
 
 def test_tables_and_plot_are_written(study):

@@ -104,6 +104,12 @@ def test_split_sizes():
     assert split_sizes(8) == (6, 1, 1) and split_sizes(20) == (14, 3, 3) and split_sizes(2) == (2, 0, 0)
 
 
+def test_a_split_that_does_not_add_up_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match=r"split \(2, 1, 1\) does not add up to 5 cases per site"):
+        write_sites(str(tmp_path / "data"), ["site-1"], 5, split=(2, 1, 1))
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_case_gives_the_same_training_tensors_in_the_msd_layout(tmp_path, tiny_settings):
     volumes, affine, _ = generate_case("HGG", "reduced", (7, 1, 1))
     root = str(tmp_path)

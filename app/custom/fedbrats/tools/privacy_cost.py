@@ -12,17 +12,15 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..datalist import write_json
+from ..settings import TrainSettings
 from .job_builder import parse_privacy_args
+from .jobs import CPU_RECIPE
 from .privacy import PRIVACY_FILTERS, privacy_arguments
 from .report import _fmt
 from .study import (
-    DEFAULT_CASES,
-    DEFAULT_ROUNDS,
-    DEFAULT_STEPS,
     FEDAVG,
     SITES,
     fingerprint,
-    recipe,
     run_arm,
     study_data,
     summary,
@@ -31,6 +29,9 @@ from .study import (
 from .study_report import comparison_table
 
 COST_MD, COST_JSON = "privacy_cost.md", "privacy_cost.json"
+COST_CASES, COST_STEPS, COST_ROUNDS = 24, 1000, 20
+"""The measured comparison's size (docs/privacy.md): synthetic cases per site, steps per arm, FedAvg rounds; it
+trains the CPU recipe's 48^3 crops."""
 
 
 def cost_lines(cost: dict) -> List[str]:
@@ -75,7 +76,7 @@ def run_privacy_cost(
     privacy_arguments(privacy, job["privacy_args"])
     start = time.time()
     data_root = study_data(out, cases, seed)
-    settings = recipe().replace(seed=seed, **(overrides or {}))
+    settings = TrainSettings.from_dict(CPU_RECIPE).replace(seed=seed, **(overrides or {}))
     key = fingerprint(settings, steps, rounds, steps // rounds, cases, seed)
     loaders = test_loaders(data_root, settings)
     private = f"{FEDAVG}-{privacy}"
@@ -99,10 +100,12 @@ def run_privacy_cost(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--privacy", choices=sorted(PRIVACY_FILTERS), default="svt")
     parser.add_argument("--privacy-arg", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--out", default="workspace/study", help="the study's folder: its FedAvg arm is reused")
-    parser.add_argument("--cases", type=int, default=DEFAULT_CASES)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument(
+        "--out", default="workspace/privacy-cost", help="data, arms and results; a finished FedAvg arm there is reused"
+    )
+    parser.add_argument("--cases", type=int, default=COST_CASES)
+    parser.add_argument("--steps", type=int, default=COST_STEPS)
+    parser.add_argument("--rounds", type=int, default=COST_ROUNDS)
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from monai.utils import set_determinism
@@ -23,23 +23,32 @@ from ..model import build_model, load_weights
 from ..settings import TrainSettings, add_settings_arguments, settings_overrides
 from .central import BEST_MODEL, LAST_MODEL, fit
 from .job_builder import build_job
-from .jobs import CPU_RECIPE, DEMO_JOB
+from .jobs import DEMO_JOB, STUDY_TRAINING
 from .report import site_result, weighted_average
 from .simulate import run_simulator, write_site_settings
 from .study_report import RESULTS, write_results
-from .synthetic.generator import write_sites
+from .synthetic.generator import split_sizes, write_sites
 
 SITES = list(SITE_GRADES)
 FEDAVG = "fedavg"
 ARMS = ("central", FEDAVG) + tuple(f"local-{s}" for s in SITES)
 DONE_FILE = "arm.json"
-DEFAULT_CASES, DEFAULT_STEPS, DEFAULT_ROUNDS = 24, 1000, 20
-"""The default study: synthetic cases per site, optimiser steps per arm (over all sites), FedAvg rounds."""
+DATA_FILE = "study_data.json"
+DEFAULT_CASES, DEFAULT_TEST_CASES, DEFAULT_STEPS, DEFAULT_ROUNDS = 24, 12, 2500, 50
+"""The default study: synthetic cases per site (16 training, 4 validation), test cases per site, optimiser steps per
+arm (over all sites), FedAvg rounds."""
 
 
 def recipe() -> TrainSettings:
-    """The CPU recipe (48^3 crops; the demo job trains 32^3 ones)."""
-    return TrainSettings.from_dict(CPU_RECIPE)
+    """The study's recipe: the CPU recipe on 32^3 crops (docs/training.md)."""
+    return TrainSettings.from_dict(STUDY_TRAINING)
+
+
+def data_split(cases: int, test_cases: int = 0) -> Tuple[int, int, int]:
+    """Training, validation and test cases per site: ``cases`` split about 70/15/15, its test share raised to
+    ``test_cases`` (more held-out cases cost no training, and steady the comparison)."""
+    train, val, test = split_sizes(cases)
+    return train, val, max(test, test_cases)
 
 
 def datalist_path(data_root: str, site: str) -> str:
@@ -111,9 +120,11 @@ def evaluate_model(path: str, settings: TrainSettings, loaders: Dict[str, object
     return {"sites": per_site, "average": weighted_average(per_site)}
 
 
-def fingerprint(settings: TrainSettings, steps: int, rounds: int, val_every: int, cases: int, seed: int) -> dict:
+def fingerprint(
+    settings: TrainSettings, steps: int, rounds: int, val_every: int, cases: int, seed: int, test_cases: int = 0
+) -> dict:
     """What a finished arm must match to be reused."""
-    return {
+    key = {
         "settings": settings.to_dict(),
         "steps": steps,
         "rounds": rounds,
@@ -121,6 +132,10 @@ def fingerprint(settings: TrainSettings, steps: int, rounds: int, val_every: int
         "cases": cases,
         "seed": seed,
     }
+    split = data_split(cases, test_cases)
+    if split != data_split(cases):
+        key["split"] = list(split)
+    return key
 
 
 def run_arm(
@@ -172,12 +187,28 @@ def run_arm(
     return result
 
 
-def study_data(out: str, cases: int, seed: int) -> str:
-    """The study's synthetic sites under ``out/data``, written unless they are there; returns the data root."""
+def study_data(out: str, cases: int, seed: int, test_cases: int = 0) -> str:
+    """The study's synthetic sites under ``out/data``, written unless they are there; returns the data root.
+    Data written for another size or seed is an error: the arms would not be comparable."""
     data_root = os.path.join(out, "data")
-    if not os.path.isfile(datalist_path(data_root, CENTRAL_SITE)):
-        print(f"[study] writing {cases} synthetic cases per site to {data_root}", flush=True)
-        write_sites(data_root, SITES, cases, "reduced", seed)
+    split = data_split(cases, test_cases)
+    wanted = {"split": list(split), "seed": seed}
+    marker = os.path.join(data_root, DATA_FILE)
+    if os.path.isfile(datalist_path(data_root, CENTRAL_SITE)):
+        found = None
+        if os.path.isfile(marker):
+            with open(marker) as f:
+                found = json.load(f)
+        if found not in (None, wanted):
+            raise SystemExit(
+                f"{data_root} holds synthetic data of split {found['split']} and seed {found['seed']}, not "
+                f"{list(split)} and {seed}; choose another --out"
+            )
+        return data_root
+    sizes = "/".join(map(str, split))
+    print(f"[study] writing {sum(split)} synthetic cases per site ({sizes}) to {data_root}", flush=True)
+    write_sites(data_root, SITES, sum(split), "reduced", seed, split=split)
+    write_json(marker, wanted)
     return data_root
 
 
@@ -190,7 +221,15 @@ def machine() -> str:
 
 
 def summary(
-    command: str, settings: TrainSettings, steps: int, rounds: int, cases: int, seed: int, arms: dict, start: float
+    command: str,
+    settings: TrainSettings,
+    steps: int,
+    rounds: int,
+    cases: int,
+    seed: int,
+    arms: dict,
+    start: float,
+    test_cases: int = 0,
 ) -> dict:
     """What a study (or a comparison of its arms) ran and how long it took, around the arms' results."""
     return {
@@ -199,7 +238,8 @@ def summary(
         "settings": settings.to_dict(),
         "steps": steps,
         "rounds": rounds,
-        "cases_per_site": cases,
+        "cases_per_site": sum(data_split(cases, test_cases)),
+        "split": list(data_split(cases, test_cases)),
         "seed": seed,
         "sites": {s: SITE_GRADES[s] for s in SITES},
         "arms": arms,
@@ -219,20 +259,21 @@ def run_study(
     command: str,
     overrides: Optional[dict] = None,
     name: str = RESULTS,
+    test_cases: int = 0,
 ) -> dict:
     """Run (or reuse) every arm, then write the tables and the plot into ``docs`` (``<name>.md``, ``.json``,
     ``_curves.png``); ``overrides`` change the recipe."""
     start = time.time()
-    data_root = study_data(out, cases, seed)
+    data_root = study_data(out, cases, seed, test_cases)
     settings = recipe().replace(seed=seed, **(overrides or {}))
     val_every = steps // rounds
-    key = fingerprint(settings, steps, rounds, val_every, cases, seed)
+    key = fingerprint(settings, steps, rounds, val_every, cases, seed, test_cases)
     loaders = test_loaders(data_root, settings)
     results = {}
     for k, arm in enumerate(arms, 1):
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
-    study = summary(command, settings, steps, rounds, cases, seed, results, start)
+    study = summary(command, settings, steps, rounds, cases, seed, results, start, test_cases)
     paths = write_results(study, docs, name)
     print(
         f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
@@ -247,7 +288,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", default="docs", help="folder for the results' Markdown, JSON and curves PNG")
     parser.add_argument("--name", default=RESULTS, help="their file names' stem: <name>.md, <name>.json, ...")
     parser.add_argument(
-        "--cases", type=int, default=DEFAULT_CASES, help="synthetic cases per site (24: 16 train, 4 val, 4 test)"
+        "--cases",
+        type=int,
+        default=DEFAULT_CASES,
+        help="synthetic cases per site, about 70/15/15 %% (24: 16 train, 4 val, 4 test)",
+    )
+    parser.add_argument(
+        "--test-cases",
+        type=int,
+        default=DEFAULT_TEST_CASES,
+        help="test cases per site, generated beyond --cases' own test split where more (default 12)",
     )
     parser.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help="optimiser steps per arm, counted over all sites"
@@ -264,7 +314,13 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
     overrides = settings_overrides(args)
     seed = overrides.pop("seed", 0)
-    values = (("cases", args.cases), ("steps", args.steps), ("rounds", args.rounds), ("seed", seed))
+    values = (
+        ("cases", args.cases),
+        ("test-cases", args.test_cases),
+        ("steps", args.steps),
+        ("rounds", args.rounds),
+        ("seed", seed),
+    )
     command = "fedbrats study " + " ".join(f"--{k} {v}" for k, v in values)
     if args.arms != list(ARMS):
         command += " --arms " + " ".join(args.arms)
@@ -272,4 +328,16 @@ def run(args: argparse.Namespace) -> None:
         command += f" --name {args.name}"
     if overrides:
         command += f" (recipe overrides {json.dumps(overrides, sort_keys=True)})"
-    run_study(args.out, args.docs, args.cases, args.steps, args.rounds, seed, args.arms, command, overrides, args.name)
+    run_study(
+        args.out,
+        args.docs,
+        args.cases,
+        args.steps,
+        args.rounds,
+        seed,
+        args.arms,
+        command,
+        overrides,
+        args.name,
+        args.test_cases,
+    )

@@ -83,6 +83,12 @@ def plot_curves(study: dict, path: str) -> str:
     return save(fig, path)
 
 
+def split_words(study: dict) -> str:
+    """``: 16 training, 4 validation, 12 test`` where the study records its split."""
+    split = study.get("split")
+    return f": {split[0]} training, {split[1]} validation, {split[2]} test" if split else ""
+
+
 def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
     s = study["settings"]
     sites = ", ".join(f"{site} {grade}-like" for site, grade in study["sites"].items())
@@ -93,7 +99,8 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
             f"Command: `{study['command']}`; the arms trained and were evaluated in {study['arm_minutes']} min "
             f"(without writing the synthetic data) on {study.get('machine', 'an unrecorded machine')}.",
             "",
-            f"Data: {study['cases_per_site']} synthetic cases per site ({sites}), seed {study['seed']}. "
+            f"Data: {study['cases_per_site']} synthetic cases per site{split_words(study)} ({sites}), "
+            f"seed {study['seed']}. "
             f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
             f"crop {'x'.join(map(str, s['crop']))} at {s['pixdim']:g} mm, init_filters {s['init_filters']}, "
             f"loss {s['loss']}, Adam {s['learning_rate']:g}. "

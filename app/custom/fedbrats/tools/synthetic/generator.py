@@ -11,7 +11,7 @@ import re
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -91,11 +91,15 @@ def write_sites(
     seed: int = 0,
     workers: int = 0,
     layout: str = BRATS_FORMAT,
+    split: Optional[Tuple[int, int, int]] = None,
 ) -> Dict[str, str]:
     """Generate every case of ``sites`` (names or ``NAME:GRADE``, :mod:`fedbrats.tools.sites`) under ``root`` in
     ``layout`` and write ``root/datalists/<site>.json`` (and, in the MSD layout, ``root/dataset.json``). One worker
-    generates in this process, more in processes of their own."""
+    generates in this process, more in processes of their own. ``split``: training, validation and test cases per
+    site (they add up to ``cases_per_site``); by default :func:`split_sizes`."""
     specs = parse_sites(sites)
+    if split is not None and sum(split) != cases_per_site:
+        raise ValueError(f"split {tuple(split)} does not add up to {cases_per_site} cases per site")
     if layout not in DATA_FORMATS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {DATA_FORMATS}")
     jobs = [
@@ -128,13 +132,13 @@ def write_sites(
             collect(pool.map(write_case, *zip(*jobs)))
     paths, datalists = {}, []
     for site in names:
-        sizes = split_sizes(len(done[site]))
+        sizes = tuple(split) if split is not None else split_sizes(len(done[site]))
         cut = np.cumsum((0,) + sizes)
-        split = {name: done[site][cut[k] : cut[k + 1]] for k, name in enumerate(SPLITS)}
+        cases_of = {name: done[site][cut[k] : cut[k + 1]] for k, name in enumerate(SPLITS)}
         if layout == MSD_FORMAT:
-            datalists.append({name: [msd_files(c) for c in cases] for name, cases in split.items()})
+            datalists.append({name: [msd_files(c) for c in cases] for name, cases in cases_of.items()})
         else:
-            datalists.append(make_datalist(split, grade_of))
+            datalists.append(make_datalist(cases_of, grade_of))
         paths[site] = os.path.join(root, "datalists", f"{site}.json")
         write_json(paths[site], datalists[-1])
     if len(names) > 1:
