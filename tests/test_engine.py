@@ -31,6 +31,12 @@ def test_unknown_setting_is_refused():
         TrainSettings.from_dict({"crpo": [1, 2, 3]})
 
 
+@pytest.mark.parametrize("window", [{"sw_overlap": 1.0}, {"sw_overlap": -0.1}, {"sw_batch_size": 0}])
+def test_impossible_sliding_window_is_refused(window):
+    with pytest.raises(ValueError, match="sw_overlap must be at least 0 and below 1 and sw_batch_size at least 1"):
+        TrainSettings.from_dict(window)
+
+
 def test_training_steps_lower_the_loss(tiny_site, tiny_settings):
     torch.manual_seed(0)
     root, datalist = tiny_site

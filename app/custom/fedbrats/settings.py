@@ -106,6 +106,11 @@ class TrainSettings:
             raise ValueError(f"crop must be 3 sizes of at least 16 voxels, got {settings.crop}")
         if settings.sw_roi and (len(settings.sw_roi) != 3 or min(settings.sw_roi) < 16):
             raise ValueError(f"sw_roi must be empty or 3 sizes of at least 16 voxels, got {settings.sw_roi}")
+        if not 0 <= settings.sw_overlap < 1 or settings.sw_batch_size < 1:
+            raise ValueError(
+                f"sw_overlap must be at least 0 and below 1 and sw_batch_size at least 1, got {settings.sw_overlap} "
+                f"and {settings.sw_batch_size}"
+            )
         return settings
 
     def replace(self, **changes) -> "TrainSettings":
@@ -152,6 +157,8 @@ SETTINGS_FLAGS = (
     "num_threads",
     "seed",
     "sw_roi",
+    "sw_overlap",
+    "sw_batch_size",
 )
 
 
@@ -175,6 +182,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-threads", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--sw-roi", type=int, nargs=3, help="validation and inference window (default: the crop)")
+    parser.add_argument("--sw-overlap", type=float, help="overlap of neighbouring windows, 0 to below 1")
+    parser.add_argument("--sw-batch-size", type=int, help="windows per forward pass")
 
 
 def settings_overrides(args: argparse.Namespace) -> Dict[str, Any]:
