@@ -15,7 +15,7 @@ import torch
 from builders import TINY_FLAGS, TINY_TRAINING, write_site
 from conftest import REPO
 
-from fedbrats.constants import HD95_METRICS, PER_CASE, REGION_METRICS
+from fedbrats.constants import HD95_METRICS, MALLOC_TUNING_ENV, PER_CASE, REGION_METRICS
 from fedbrats.fl.model_selector import SELECTION_FILE
 from fedbrats.fl.site_data import SITES_ENV
 from fedbrats.model import build_model, load_weights
@@ -23,7 +23,14 @@ from fedbrats.settings import TrainSettings
 from fedbrats.tools.job_builder import build_job
 from fedbrats.tools.quickstart import segment_and_score
 from fedbrats.tools.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
-from fedbrats.tools.simulate import run_simulator, simulator_log, write_site_settings
+from fedbrats.tools.simulate import (
+    MMAP_THRESHOLD_ENV,
+    RELAY_MMAP_THRESHOLD,
+    flare_env,
+    run_simulator,
+    simulator_log,
+    write_site_settings,
+)
 
 SITES = ["site-1", "site-2"]
 
@@ -167,3 +174,14 @@ def test_failed_evaluation_shows_as_a_gap(tmp_path):
     assert len(report["warnings"]) == 4
     assert "| site-2 | missing |" in (tmp_path / "report" / "report.md").read_text()
     assert "Case_005_t1ce.nii.gz" in open(simulator_log(workspace)).read()
+
+
+def test_flare_processes_get_a_fixed_mmap_threshold_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv(MMAP_THRESHOLD_ENV, raising=False)
+    monkeypatch.delenv(MALLOC_TUNING_ENV, raising=False)
+    assert flare_env()[MMAP_THRESHOLD_ENV] == str(RELAY_MMAP_THRESHOLD) == "131072"
+    monkeypatch.setenv(MMAP_THRESHOLD_ENV, "65536")
+    assert flare_env()[MMAP_THRESHOLD_ENV] == "65536"
+    monkeypatch.delenv(MMAP_THRESHOLD_ENV)
+    monkeypatch.setenv(MALLOC_TUNING_ENV, "0")
+    assert MMAP_THRESHOLD_ENV not in flare_env()

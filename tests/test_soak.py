@@ -21,8 +21,16 @@ def test_memory_at_each_rounds_end_and_its_growth():
     samples += [(1.2, "site-1", 50 * 2**20)]
     memory = per_round(samples, [1.0, 2.0, 3.0])
     assert memory == {"server": [100.0, 110.0, 121.0], "site-1": [None, 50.0, 50.0]}
-    assert growth(memory["server"], start=2) == pytest.approx(0.1)
-    assert growth(memory["site-1"], start=1) is None and growth([1.0], start=5) is None
+    assert growth(memory["server"], start=2, window=1) == pytest.approx(0.1)
+    assert growth(memory["site-1"], start=1, window=1) is None and growth([1.0], start=5) is None
+
+
+def test_growth_compares_medians_so_a_last_round_peak_does_not_count():
+    flat = [100.0] * 4 + [120.0, 121.0, 119.0, 120.0, 120.0] + [122.0] * 20
+    flat[-1] = 400.0  # the last round ended at a validation peak
+    assert growth(flat) == pytest.approx(122 / 120 - 1, abs=1e-4)
+    climbing = [100.0 + r for r in range(30)]
+    assert growth(climbing) == pytest.approx(127 / 106 - 1, abs=1e-4)  # medians of rounds 5-9 and 26-30
 
 
 def test_second_half_growth_leaves_out_single_round_peaks():

@@ -50,3 +50,6 @@ SITE_GRADES = {"site-1": "HGG", "site-2": "LGG"}
 CENTRAL_SITE = "site-All"
 REFERENCE_SPLIT_SIZES = {"site-1": (144, 30, 36), "site-2": (56, 12, 7)}
 """(training, validation, testing) cases per site in the reference split of BraTS 2018."""
+
+MALLOC_TUNING_ENV = "FEDBRATS_MALLOC_TUNING"
+"""Set to 0, the product leaves glibc's allocator settings at their defaults in every process it starts or runs in."""

@@ -11,7 +11,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
 
-from .constants import N_CASES, REGIONS
+from .constants import MALLOC_TUNING_ENV, N_CASES, REGIONS
 from .data import data_errors
 from .metrics import case_metrics, site_metrics
 from .model import build_model, segmentation_logits
@@ -39,7 +39,7 @@ def configure_cpu(num_threads: int = 0) -> int:
     it kept to the OS at the end of every FL task (FLARE's ``cleanup_memory``).
     """
     try:
-        if os.environ.get("FEDBRATS_MALLOC_TUNING", "1") == "0":
+        if os.environ.get(MALLOC_TUNING_ENV, "1") == "0":
             raise OSError("disabled")
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)

@@ -1,7 +1,11 @@
-"""Centralised baseline: train SegResNetVAE on one datalist without FLARE, keep the best model, test it."""
+"""Centralised baseline: train SegResNetVAE on one datalist without FLARE, keep the best model, test it.
+
+With ``--init-model`` it fine-tunes a trained model instead, e.g. the federation's global model on one site's own
+cases (docs/training.md: what a site gains)."""
 
 import argparse
 import os
+import pickle
 import time
 
 import torch
@@ -12,7 +16,7 @@ from ..data import cache_summary, site_loader
 from ..datalist import write_json
 from ..engine import SegmentationEngine, select_device
 from ..model import load_weights
-from ..settings import TrainSettings, add_settings_arguments, settings_overrides
+from ..settings import SETTINGS_FLAGS, TrainSettings, add_settings_arguments, settings_overrides
 
 BEST_MODEL, LAST_MODEL = "best_model.pt", "last_model.pt"
 
@@ -71,6 +75,15 @@ def fit(
     return {"history": history, "best_validation_mean_dice": best, "steps": done, "minutes": (time.time() - start) / 60}
 
 
+def start_from(engine: SegmentationEngine, path: str) -> None:
+    """Load a model file of this product or FLARE's into ``engine``'s model, or exit naming the file."""
+    try:
+        load_weights(engine.model, path)
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"--init-model {path}: not a model of these settings ({reason})") from None
+
+
 def train_central(
     data_root: str,
     datalist: str,
@@ -81,11 +94,16 @@ def train_central(
     max_minutes: float = 0.0,
     device: str = "auto",
     steps: int = 0,
+    init_model: str = "",
 ) -> dict:
     """Train for ``epochs`` passes (or ``steps`` optimiser steps, or until ``max_minutes``), validating every
-    ``val_every`` epochs, then test the best model on the datalist's testing split."""
+    ``val_every`` epochs, then test the best model on the datalist's testing split. ``init_model``: start from
+    this model's weights instead of a fresh model."""
     set_determinism(settings.seed)
     engine = SegmentationEngine(settings, select_device(device))
+    if init_model:
+        start_from(engine, init_model)
+        print(f"[central] starting from {os.path.abspath(init_model)}", flush=True)
     train_loader = site_loader(datalist, data_root, "training", settings, train=True)
     val_loader = site_loader(datalist, data_root, "validation", settings, train=False)
     for split, loader in (("training", train_loader), ("validation", val_loader)):
@@ -118,7 +136,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-every", type=int, default=1, help="validate every this many epochs")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop training after this many minutes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--init-model",
+        default="",
+        help="fine-tune this model (e.g. the federation's FL_global_model.pt) instead of training a fresh one; "
+        "its training settings come from the model's job config (or --settings, --job), single flags override them",
+    )
+    parser.add_argument("--job", help="with --init-model: job folder, simulator workspace or job result of the model")
     add_settings_arguments(parser)
+
+
+def init_settings(args: argparse.Namespace) -> TrainSettings:
+    """The settings to train with: the command line's, or with ``--init-model`` the model's own (found as
+    ``fedbrats infer`` finds them) changed by the single flags given, e.g. ``--lr``."""
+    if not args.init_model:
+        return TrainSettings.from_dict(settings_overrides(args))
+    from .model_files import open_model
+
+    known = open_model(args.init_model, args.settings, args.job)
+    flags = {n: getattr(args, n) for n in SETTINGS_FLAGS if getattr(args, n) is not None}
+    print(f"[central] training settings of {args.init_model}: {known.settings_source}", flush=True)
+    return known.settings.replace(**flags)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -126,10 +164,11 @@ def run(args: argparse.Namespace) -> None:
         args.data_root,
         args.datalist,
         args.out,
-        TrainSettings.from_dict(settings_overrides(args)),
+        init_settings(args),
         args.epochs,
         args.val_every,
         args.max_minutes,
         args.device,
         args.steps,
+        args.init_model,
     )

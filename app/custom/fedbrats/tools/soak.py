@@ -31,7 +31,7 @@ from .synthetic.generator import write_sites
 SECTION = "## Long runs: memory and FLARE time per round"
 TINY_TRAINING = {"crop": [32, 32, 32], "init_filters": 8, "local_steps": 2, "batch_size": 1}
 """A round of a few seconds: the soak is about FLARE and the processes, not about learning."""
-GROWTH_FROM_ROUND = 5
+GROWTH_FROM_ROUND, GROWTH_WINDOW = 5, 5
 GROWTH_LIMIT = 0.05
 MIB = 2**20
 PARTICIPANT = re.compile(r"prod_\d+/([^/\s]+)")
@@ -97,14 +97,27 @@ def _last_before(samples: List[tuple], end: float) -> Optional[float]:
     return round(before[-1] / MIB, 1) if before else None
 
 
-def growth(values: List[Optional[float]], start: int = GROWTH_FROM_ROUND) -> Optional[float]:
-    """Relative growth from round ``start`` (1-based) to the last round; None when either is missing."""
-    if len(values) < start or values[start - 1] is None or values[-1] is None:
+def growth_ends(values: List[Optional[float]], start: int = GROWTH_FROM_ROUND, window: int = GROWTH_WINDOW):
+    """The medians (MiB) of rounds ``start`` (1-based) to ``start + window - 1`` and of the last ``window`` rounds,
+    each None where its rounds have no value."""
+    first = [v for v in values[start - 1 : start - 1 + window] if v is not None]
+    last = [v for v in values[-window:] if v is not None]
+    return (statistics.median(first) if first else None, statistics.median(last) if last else None)
+
+
+def growth(
+    values: List[Optional[float]], start: int = GROWTH_FROM_ROUND, window: int = GROWTH_WINDOW
+) -> Optional[float]:
+    """Relative growth from round ``start`` to the last round, between the medians of :func:`growth_ends`: a round
+    whose end caught a process at a passing peak (a validation's buffers) counts at neither end. None without
+    enough rounds."""
+    first, last = growth_ends(values, start, window)
+    if len(values) < start - 1 + 2 * window or first is None or last is None:
         return None
-    return round(values[-1] / values[start - 1] - 1, 4)
+    return round(last / first - 1, 4)
 
 
-def second_half_growth(values: List[Optional[float]], window: int = 5) -> Optional[float]:
+def second_half_growth(values: List[Optional[float]], window: int = GROWTH_WINDOW) -> Optional[float]:
     """Growth over the second half of the run, from the median of ``window`` rounds at its middle to the median of
     its last ``window``: whether memory still climbs late in the run, with single-round peaks left out."""
     known = [v for v in values if v is not None]
@@ -219,24 +232,28 @@ def to_markdown(result: dict, picture: str) -> str:
         "server runs as 3 processes; a POC participant as its parent process and its job process, listed apart), "
         "taken at the end of each round. FLARE time: a "
         "round's duration minus the slowest site's train task. Target: memory grows by at most "
-        f"{GROWTH_LIMIT:.0%} from round {GROWTH_FROM_ROUND} to the last; FLARE time does not creep up.",
+        f"{GROWTH_LIMIT:.0%} from round {GROWTH_FROM_ROUND} to the last; FLARE time does not creep up. Growth compares "
+        f"the median of rounds {GROWTH_FROM_ROUND} to {GROWTH_FROM_ROUND + GROWTH_WINDOW - 1} with the median of the "
+        f"last {GROWTH_WINDOW} rounds: a single round's end can catch a site's job process at the passing peak of a "
+        "validation (a few hundred MiB for one sample, the spikes in the plot).",
         "",
         f"![soak]({picture})",
         "",
-        f"| run | rounds | process | RSS round {GROWTH_FROM_ROUND} (MiB) | RSS last round (MiB) | growth "
-        "| within target | growth in the second half (medians of 5 rounds) |",
+        f"| run | rounds | process | RSS rounds {GROWTH_FROM_ROUND}-{GROWTH_FROM_ROUND + GROWTH_WINDOW - 1} "
+        f"(MiB, median) | RSS last {GROWTH_WINDOW} rounds (MiB, median) | growth "
+        f"| within target | growth in the second half (medians of {GROWTH_WINDOW} rounds) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         for name, values in run["rss_MiB_per_round"].items():
             g = run["rss_growth_after_round_5"][name]
-            start = values[GROWTH_FROM_ROUND - 1] if len(values) >= GROWTH_FROM_ROUND else None
+            start, end = growth_ends(values)
             ok = "-" if g is None else ("yes" if g <= GROWTH_LIMIT else "no")
             shown = "-" if g is None else f"{g:+.1%}"
             late = second_half_growth(values)
             late = "-" if late is None else f"{late:+.1%}"
             lines.append(
-                f"| {run['mode']} | {run['rounds_done']} | {name} | {start} | {values[-1]} | {shown} | {ok} | {late} |"
+                f"| {run['mode']} | {run['rounds_done']} | {name} | {start} | {end} | {shown} | {ok} | {late} |"
             )
     lines += [
         "",

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from ..constants import MALLOC_TUNING_ENV
 from ..engine import SegmentationEngine, select_device
 from ..settings import TrainSettings
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
                 "--device",
                 args.device,
             ]
-            env = dict(os.environ, FEDBRATS_MALLOC_TUNING="0" if args.no_malloc_tuning else "1")
+            env = dict(os.environ, **{MALLOC_TUNING_ENV: "0" if args.no_malloc_tuning else "1"})
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 print(

@@ -2,7 +2,9 @@
 
 Every arm takes the same number of optimiser steps, counted over all sites (FedAvg's two sites take half
 each per round, as an epoch of the union equals an epoch of each site), and every arm's final and best
-model is evaluated the same way on every site's test split.
+model is evaluated the same way on every site's test split. The fine-tuned arms start from FedAvg's final
+global model and train a few more steps at one site on its own cases: what a site gets by adapting the
+federation's model to its own scans.
 """
 
 import argparse
@@ -30,13 +32,17 @@ from .study_report import RESULTS, write_results
 from .synthetic.generator import split_sizes, write_sites
 
 SITES = list(SITE_GRADES)
-FEDAVG = "fedavg"
-ARMS = ("central", FEDAVG) + tuple(f"local-{s}" for s in SITES)
+FEDAVG, FINETUNED = "fedavg", "finetuned"
+ARMS = ("central", FEDAVG) + tuple(f"{FINETUNED}-{s}" for s in SITES) + tuple(f"local-{s}" for s in SITES)
 DONE_FILE = "arm.json"
 DATA_FILE = "study_data.json"
 DEFAULT_CASES, DEFAULT_TEST_CASES, DEFAULT_STEPS, DEFAULT_ROUNDS = 24, 12, 2500, 50
 """The default study: synthetic cases per site (16 training, 4 validation), test cases per site, optimiser steps per
 arm (over all sites), FedAvg rounds."""
+DEFAULT_FINETUNE_STEPS, FINETUNE_LEARNING_RATE = 250, 5e-4
+"""Steps with which a site fine-tunes FedAvg's final global model on its own training cases (a tenth of the study's
+budget), and their learning rate, decaying along the recipe's cosine: a quarter of the recipe's starting rate, as
+the model is trained already."""
 
 
 def recipe() -> TrainSettings:
@@ -56,21 +62,34 @@ def datalist_path(data_root: str, site: str) -> str:
 
 
 def arm_sites(arm: str) -> List[str]:
-    """The sites whose training data an arm sees (``fedavg-<privacy>`` arms are FedAvg with a privacy filter)."""
-    return SITES if arm == "central" or arm.startswith(FEDAVG) else [arm[len("local-") :]]
+    """The sites whose training data an arm sees (``fedavg-<privacy>`` arms are FedAvg with a privacy filter;
+    ``local-<site>`` and ``finetuned-<site>`` arms train at one site)."""
+    return SITES if arm == "central" or arm.startswith(FEDAVG) else [arm.split("-", 1)[1]]
 
 
-def local_arm(arm: str, data_root: str, arm_dir: str, settings: TrainSettings, steps: int, val_every: int) -> dict:
-    """Central (union of every site's cases) or local-only training in one process, no FLARE."""
+def local_arm(
+    arm: str,
+    data_root: str,
+    arm_dir: str,
+    settings: TrainSettings,
+    steps: int,
+    val_every: int,
+    init: str = "",
+    first_step: int = 0,
+) -> dict:
+    """Central (union of every site's cases), local-only or fine-tuning training in one process, no FLARE.
+    ``init``: the model to start from; ``first_step``: the steps it took already (the curve continues from there)."""
     site = CENTRAL_SITE if arm == "central" else arm_sites(arm)[0]
     set_determinism(settings.seed)
     engine = SegmentationEngine(settings.replace(num_threads=0))
+    if init:
+        load_weights(engine.model, init)
     datalist = datalist_path(data_root, site)
     train = site_loader(datalist, data_root, "training", engine.settings, train=True)
     val = site_loader(datalist, data_root, "validation", engine.settings, train=False)
     result = fit(engine, train, val, arm_dir, steps, val_every, label=arm)
     curve = [
-        {"steps": h["steps"], MEAN_DICE: h["validation"][MEAN_DICE], N_CASES: h["validation"][N_CASES]}
+        {"steps": first_step + h["steps"], MEAN_DICE: h["validation"][MEAN_DICE], N_CASES: h["validation"][N_CASES]}
         for h in result["history"]
     ]
     return {"curve": curve, "final": os.path.join(arm_dir, LAST_MODEL), "best": os.path.join(arm_dir, BEST_MODEL)}
@@ -89,7 +108,7 @@ def fedavg_arm(
     site_settings = write_site_settings(os.path.join(arm_dir, "sites.json"), site_data)
     workspace = os.path.join(arm_dir, "sim")
     run_simulator(job_dir, workspace, SITES, len(SITES), site_settings)
-    server = os.path.join(workspace, "server", "simulate_job", "app_server")
+    server = fedavg_server_dir(arm_dir)
     with open(os.path.join(server, SELECTION_FILE)) as f:
         selection = json.load(f)
     curve = [
@@ -107,6 +126,27 @@ def fedavg_arm(
         "best": os.path.join(server, "best_FL_global_model.pt"),
         "best_round": selection["best_round"],
     }
+
+
+def fedavg_server_dir(arm_dir: str) -> str:
+    """Where a FedAvg arm's simulator run keeps the server's models and in-time selection."""
+    return os.path.join(arm_dir, "sim", "server", "simulate_job", "app_server")
+
+
+def finetuned_arm(
+    arm: str, data_root: str, out: str, settings: TrainSettings, steps: int, fine_tune_steps: int
+) -> dict:
+    """FedAvg's final global model (``out``'s FedAvg arm), trained ``fine_tune_steps`` more steps at one site."""
+    fedavg_dir = os.path.join(out, "arms", FEDAVG)
+    if not os.path.isfile(os.path.join(fedavg_dir, DONE_FILE)):
+        raise SystemExit(
+            f"{arm} fine-tunes FedAvg's final global model: run the {FEDAVG} arm first (--arms {FEDAVG} {arm})"
+        )
+    start = os.path.join(fedavg_server_dir(fedavg_dir), "FL_global_model.pt")
+    tuned = settings.replace(learning_rate=FINETUNE_LEARNING_RATE)
+    val_every = max(fine_tune_steps // 5, 1)
+    arm_dir = os.path.join(out, "arms", arm)
+    return local_arm(arm, data_root, arm_dir, tuned, fine_tune_steps, val_every, init=start, first_step=steps)
 
 
 def test_loaders(data_root: str, settings: TrainSettings) -> Dict[str, object]:
@@ -148,10 +188,13 @@ def run_arm(
     key: dict,
     loaders: Dict[str, object],
     job: Optional[dict] = None,
+    fine_tune_steps: int = DEFAULT_FINETUNE_STEPS,
 ) -> dict:
     """Train and evaluate one arm, or reuse its result when an identical arm has finished before.
-    ``job``: further job values of a FedAvg arm; they join ``key``."""
+    ``job``: further job values of a FedAvg arm; they join ``key``, as a fine-tuned arm's steps and rate do."""
     key = {**key, "job": job} if job else key
+    if arm.startswith(FINETUNED):
+        key = {**key, "fine_tune": {"steps": fine_tune_steps, "learning_rate": FINETUNE_LEARNING_RATE}}
     arm_dir = os.path.join(out, "arms", arm)
     done_path = os.path.join(arm_dir, DONE_FILE)
     if os.path.isfile(done_path):
@@ -160,11 +203,15 @@ def run_arm(
         if previous.get("key") == key:
             print(f"[study] {arm}: finished before, reusing {done_path}", flush=True)
             return previous
-    print(f"[study] {arm}: training {steps} steps on {', '.join(arm_sites(arm))}", flush=True)
     start = time.time()
-    if arm.startswith(FEDAVG):
+    if arm.startswith(FINETUNED):
+        print(f"[study] {arm}: fine-tuning FedAvg's final global model, {fine_tune_steps} steps", flush=True)
+        trained = finetuned_arm(arm, data_root, out, settings, steps, fine_tune_steps)
+    elif arm.startswith(FEDAVG):
+        print(f"[study] {arm}: training {steps} steps on {', '.join(arm_sites(arm))}", flush=True)
         trained = fedavg_arm(data_root, arm_dir, settings, steps, rounds, job)
     else:
+        print(f"[study] {arm}: training {steps} steps on {', '.join(arm_sites(arm))}", flush=True)
         trained = local_arm(arm, data_root, arm_dir, settings, steps, key["val_every"])
     train_minutes = (time.time() - start) / 60
     print(f"[study] {arm}: evaluating the final and the best model on every site's test split", flush=True)
@@ -230,8 +277,10 @@ def summary(
     arms: dict,
     start: float,
     test_cases: int = 0,
+    fine_tune_steps: int = DEFAULT_FINETUNE_STEPS,
 ) -> dict:
     """What a study (or a comparison of its arms) ran and how long it took, around the arms' results."""
+    tuned = any(a.startswith(FINETUNED) for a in arms)
     return {
         "command": command,
         "machine": machine(),
@@ -241,6 +290,7 @@ def summary(
         "cases_per_site": sum(data_split(cases, test_cases)),
         "split": list(data_split(cases, test_cases)),
         "seed": seed,
+        **({"fine_tune": {"steps": fine_tune_steps, "learning_rate": FINETUNE_LEARNING_RATE}} if tuned else {}),
         "sites": {s: SITE_GRADES[s] for s in SITES},
         "arms": arms,
         "minutes": round((time.time() - start) / 60, 1),
@@ -260,6 +310,7 @@ def run_study(
     overrides: Optional[dict] = None,
     name: str = RESULTS,
     test_cases: int = 0,
+    fine_tune_steps: int = DEFAULT_FINETUNE_STEPS,
 ) -> dict:
     """Run (or reuse) every arm, then write the tables and the plot into ``docs`` (``<name>.md``, ``.json``,
     ``_curves.png``); ``overrides`` change the recipe."""
@@ -272,8 +323,8 @@ def run_study(
     results = {}
     for k, arm in enumerate(arms, 1):
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
-        results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders)
-    study = summary(command, settings, steps, rounds, cases, seed, results, start, test_cases)
+        results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders, None, fine_tune_steps)
+    study = summary(command, settings, steps, rounds, cases, seed, results, start, test_cases, fine_tune_steps)
     paths = write_results(study, docs, name)
     print(
         f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
@@ -305,13 +356,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help="FedAvg rounds; also the validations of every arm"
     )
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=DEFAULT_FINETUNE_STEPS,
+        help="steps of each finetuned-<site> arm: FedAvg's final global model trained on the site's own cases",
+    )
+    parser.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=list(ARMS), help="finetuned-<site> arms need the fedavg arm first"
+    )
     add_settings_arguments(parser)  # the recipe's overrides, e.g. the reference crop on a GPU; --seed seeds all
 
 
 def run(args: argparse.Namespace) -> None:
     if args.steps % (len(SITES) * args.rounds):
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
+    if args.finetune_steps < 1:
+        raise SystemExit("--finetune-steps must be at least 1")
     overrides = settings_overrides(args)
     seed = overrides.pop("seed", 0)
     values = (
@@ -321,6 +382,8 @@ def run(args: argparse.Namespace) -> None:
         ("rounds", args.rounds),
         ("seed", seed),
     )
+    if any(a.startswith(FINETUNED) for a in args.arms):
+        values += (("finetune-steps", args.finetune_steps),)
     command = "fedbrats study " + " ".join(f"--{k} {v}" for k, v in values)
     if args.arms != list(ARMS):
         command += " --arms " + " ".join(args.arms)
@@ -340,4 +403,5 @@ def run(args: argparse.Namespace) -> None:
         overrides,
         args.name,
         args.test_cases,
+        args.finetune_steps,
     )

@@ -1,12 +1,13 @@
 """Tables and the learning-curve plot of an accuracy study (see :mod:`fedbrats.study`)."""
 
 import os
-from typing import List
+import random
+from typing import List, Optional
 
-from ..constants import MEAN_DICE, REGIONS
+from ..constants import MEAN_DICE, PER_CASE, REGION_METRICS, REGIONS
 from ..datalist import write_json
 from .plots import DPI, pyplot, save
-from .report import _fmt, region_table
+from .report import PER_CASE_KEYS, _fmt, region_table
 
 RESULTS = "results"
 """Default stem of the study's files: ``results.md``, ``results.json`` and ``results_curves.png``."""
@@ -18,8 +19,47 @@ ARM_LABELS = {
 }
 
 
+BOOTSTRAP_SAMPLES = 10000
+
+
+def paired_difference(a: dict, b: dict) -> Optional[dict]:
+    """Model ``a`` minus model ``b`` on the same site's cases: the mean of the per-case differences of mean Dice
+    (TC, WT, ET), its 95% bootstrap interval (cases resampled, seeded) and the cases where ``a`` is better."""
+    if not a or not b or PER_CASE not in a or PER_CASE not in b:
+        return None
+    means = [
+        [
+            sum(r[PER_CASE][PER_CASE_KEYS[m]][i] for m in REGION_METRICS) / len(REGION_METRICS)
+            for i in range(r["n_cases"])
+        ]
+        for r in (a, b)
+    ]
+    diffs = [x - y for x, y in zip(*means)]
+    rng, n = random.Random(0), len(diffs)
+    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(BOOTSTRAP_SAMPLES))
+    return {
+        "mean": sum(diffs) / n,
+        "interval_95": [boots[int(0.025 * BOOTSTRAP_SAMPLES)], boots[int(0.975 * BOOTSTRAP_SAMPLES) - 1]],
+        "better": sum(d > 0 for d in diffs),
+        "cases": n,
+    }
+
+
+def difference_words(d: Optional[dict]) -> str:
+    if d is None:
+        return ""
+    low, high = d["interval_95"]
+    return (
+        f"; per case {d['mean']:+.4f} (95% bootstrap interval {low:+.4f} to {high:+.4f}), "
+        f"better on {d['better']} of {d['cases']}"
+    )
+
+
 def arm_label(arm: str) -> str:
-    return ARM_LABELS.get(arm) or f"local-only {arm[len('local-') :]} (its own training cases alone)"
+    kind, _, site = arm.partition("-")
+    if kind == "finetuned":
+        return f"FedAvg's final global model, fine-tuned at {site} on its own training cases"
+    return ARM_LABELS.get(arm) or f"local-only {site} (its own training cases alone)"
 
 
 def comparison_table(study: dict) -> List[str]:
@@ -45,6 +85,13 @@ def targets(study: dict) -> List[str]:
         r = m["average"] if site is None else m["sites"][site]
         return r["mean"] if r else None
 
+    def against_local(arm, site):
+        return difference_words(
+            paired_difference(
+                arms[arm]["models"]["final"]["sites"][site], arms[f"local-{site}"]["models"]["final"]["sites"][site]
+            )
+        )
+
     lines = ["| target | measured | met |", "|---|---|---|"]
     if "central" in arms and arms["central"]["models"]["final"]["average"]:
         average = arms["central"]["models"]["final"]["average"]
@@ -63,8 +110,16 @@ def targets(study: dict) -> List[str]:
     if f"local-{last}" in arms and "fedavg" in arms:
         fed, local = final("fedavg", last), final(f"local-{last}", last)
         lines.append(
-            f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f} "
-            f"| {'yes' if fed > local else 'no'} |"
+            f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f}"
+            f"{against_local('fedavg', last)} | {'yes' if fed > local else 'no'} |"
+        )
+    if f"local-{last}" in arms and f"finetuned-{last}" in arms:
+        tuned, local = final(f"finetuned-{last}", last), final(f"local-{last}", last)
+        steps = study["fine_tune"]["steps"]
+        lines.append(
+            f"| FedAvg fine-tuned at {last} ({steps} more steps) above local-only {last} on {last}'s test cases "
+            f"| fine-tuned {tuned:.4f}, local-only {local:.4f}{against_local(f'finetuned-{last}', last)} "
+            f"| {'yes' if tuned > local else 'no'} |"
         )
     return lines
 
@@ -81,6 +136,18 @@ def plot_curves(study: dict, path: str) -> str:
     ax.legend(loc="lower right")
     ax.set_title("Validation Dice against optimiser steps")
     return save(fig, path)
+
+
+def fine_tune_words(study: dict) -> str:
+    """How the fine-tuned arms trained, where the study has them."""
+    tune = study.get("fine_tune")
+    if not tune:
+        return ""
+    return (
+        f" Each finetuned-<site> arm starts from FedAvg's final global model and trains {tune['steps']} more steps "
+        f"at that site alone, on its own training cases (Adam {tune['learning_rate']:g}, the same cosine decay), "
+        "its validation cases choosing the best model: a site adapting the federation's model to its own scans."
+    )
 
 
 def split_words(study: dict) -> str:
@@ -105,7 +172,8 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
             f"crop {'x'.join(map(str, s['crop']))} at {s['pixdim']:g} mm, init_filters {s['init_filters']}, "
             f"loss {s['loss']}, Adam {s['learning_rate']:g}. "
             f"FedAvg runs {study['rounds']} rounds in FLARE's simulator, "
-            f"each site taking {study['steps'] // (len(study['sites']) * study['rounds'])} steps per round.",
+            f"each site taking {study['steps'] // (len(study['sites']) * study['rounds'])} steps per round."
+            + fine_tune_words(study),
             "",
             "Every model is evaluated on every site's test split; AVE is weighted by each site's number of test "
             "cases. The final model is the one after the last step; the best is the one with the highest validation "
@@ -124,7 +192,8 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
             "",
             f"![validation Dice against optimiser steps]({curves_png})",
             "",
-            "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only arms.",
+            "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only and "
+            "fine-tuned arms.",
             "",
         ]
     )
