@@ -27,7 +27,10 @@ COMMANDS = {
     "evaluate": ("fedbrats.tools.evaluate", "Dice and HD95 per case and region of predictions against references"),
     "model-card": ("fedbrats.tools.model_card", "MONAI-bundle metadata.json (and runnable bundle) of a model"),
     "export": ("fedbrats.tools.export", "export a model to TorchScript and ONNX, checked and timed against PyTorch"),
-    "study": ("fedbrats.tools.study", "accuracy study: centralised vs FedAvg vs local-only under an equal step budget"),
+    "study": (
+        "fedbrats.tools.study",
+        "accuracy study: centralised vs FedAvg (and fine-tuned at each site) vs local-only, equal step budget",
+    ),
     "privacy-cost": ("fedbrats.tools.privacy_cost", "Dice of FedAvg with and without a privacy filter"),
     "quickstart": (
         "fedbrats.tools.quickstart",
