@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv if needed, check lint and formatting with ruff, then run the whole test suite
-# (arguments go to pytest).
+# Set up .venv if needed, check lint and formatting with ruff, then run the whole test suite.
+# --fast leaves out the tests marked slow (FLARE runs, wheel install, soak); other arguments go to pytest.
 # Test workspaces live in a private temporary folder; any FLARE process still running from it
 # when the tests end is stopped, so no server, site or simulator outlives the run.
 set -euo pipefail
@@ -23,4 +23,12 @@ trap cleanup EXIT
 echo "[test] ruff check and ruff format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest "$@"
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--fast" ]; then
+    args+=(-m "not slow")
+  else
+    args+=("$arg")
+  fi
+done
+.venv/bin/python -m pytest "${args[@]}"

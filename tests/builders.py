@@ -6,9 +6,9 @@ import os
 import nibabel as nib
 import numpy as np
 
-from fedbrats.constants import BRATS_FORMAT, LABEL_SUFFIX, MODALITIES, MSD_CHANNELS, MSD_FORMAT
-from fedbrats.datalist import case_files
-from fedbrats.msd import msd_files, to_msd_labels
+from fedbrats.runtime.constants import BRATS_FORMAT, LABEL_SUFFIX, MODALITIES, MSD_CHANNELS, MSD_FORMAT
+from fedbrats.runtime.data.datalist import case_files
+from fedbrats.runtime.data.msd import msd_files, to_msd_labels
 
 
 def tumour_case(shape=(32, 32, 32), seed=0, radius=6):
@@ -136,14 +136,14 @@ def write_fl_model(folder, training, name="FL_global_model.pt", seed=0):
     job config FLARE keeps beside it; returns the model's path."""
     import torch
 
-    from fedbrats.model import build_model
-    from fedbrats.settings import TrainSettings
+    from fedbrats.runtime.model import build_model
+    from fedbrats.runtime.settings import TrainSettings
 
     torch.manual_seed(seed)
     settings = TrainSettings.from_dict(training)
     app = os.path.join(folder, "app_server")
     os.makedirs(os.path.join(app, "config"), exist_ok=True)
-    executor = {"path": "fedbrats.fl.executor.BratsExecutor", "args": {"training": settings.to_dict()}}
+    executor = {"path": "fedbrats.runtime.fl.executor.BratsExecutor", "args": {"training": settings.to_dict()}}
     with open(os.path.join(app, "config", "config_fed_client.json"), "w") as f:
         json.dump({"format_version": 2, "executors": [{"tasks": ["train"], "executor": executor}]}, f)
     path = os.path.join(app, name)

@@ -19,6 +19,6 @@ def tiny_site(tmp_path):
 
 @pytest.fixture
 def tiny_settings():
-    from fedbrats.settings import TrainSettings
+    from fedbrats.runtime.settings import TrainSettings
 
     return TrainSettings.from_dict({"crop": [32, 32, 32], "init_filters": 8, "num_threads": 2, "cache_rate": 1.0})

@@ -17,7 +17,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.fuel.utils import fobs
 
-from fedbrats.fl.executor import BratsExecutor
+from fedbrats.runtime.fl.executor import BratsExecutor
 
 NAN_TRAINING = "nan_training"
 """One weight is set to NaN just before training: training spreads it, as a NaN voxel in the input does."""

@@ -6,8 +6,9 @@ import shutil
 
 from builders import TINY_TRAINING, write_site
 
-from fedbrats.tools.job_builder import build_job
-from fedbrats.tools.simulate import run_simulator, write_site_settings
+from fedbrats.federation.build_job import build_job
+from fedbrats.runners.simulate import run_simulator
+from fedbrats.runtime.fl.site_data import write_site_settings
 
 SITES = ["site-1", "site-2"]
 PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fl_probes.py")

@@ -14,7 +14,10 @@ import pytest
 from builders import TINY_FLAGS, write_site
 from conftest import REPO
 
-from fedbrats.tools.simulate import write_site_settings
+from fedbrats.runtime.fl.site_data import write_site_settings
+
+pytestmark = pytest.mark.slow
+
 
 SITES = ["site-1", "site-2"]
 
@@ -61,13 +64,16 @@ def installed(tmp_path_factory):
 def test_the_wheel_is_what_runs(installed):
     python, _, tmp = installed
     code = (
-        "import os, fedbrats.tools.package_data as p; print(p.PACKAGE_DIR); "
-        "print(len(p.reference_datalists()), os.path.isfile(p.CASE_TABLE))"
+        "import os, fedbrats.package_data as p, fedbrats.federation.catalog as c; print(p.PACKAGE_DIR); "
+        "print(len(p.reference_datalists()), os.path.isfile(p.CASE_TABLE)); print(' '.join(c.job_names())); "
+        "print(os.path.islink(p.JOBS_DIR), os.path.islink(p.REFERENCE_DATALISTS))"
     )
     where = run([python, "-c", code], tmp)
-    package_file, data = where.strip().splitlines()
+    package_file, data, jobs, links = where.strip().splitlines()
     assert package_file.startswith(str(tmp / "venv")), package_file
     assert data == "3 True"
+    assert jobs == " ".join(sorted(os.listdir(os.path.join(REPO, "jobs"))))
+    assert links == "False False"  # the datalists and the jobs are real files in the installed package
 
 
 def test_export_and_simulate_one_round_with_the_installed_package(installed):
@@ -86,8 +92,8 @@ def test_export_and_simulate_one_round_with_the_installed_package(installed):
     job = tmp / "jobs" / "brats_fedavg_demo"
     assert str(job) in out
     assert (job / "app" / "config" / "datalists" / "site-1.json").is_file()
-    assert (job / "app" / "custom" / "fedbrats" / "fl" / "executor.py").is_file()
-    assert not (job / "app" / "custom" / "fedbrats" / "tools").exists()
+    assert (job / "app" / "custom" / "fedbrats" / "runtime" / "fl" / "executor.py").is_file()
+    assert sorted(os.listdir(job / "app" / "custom" / "fedbrats")) == ["__init__.py", "runtime"]
     env = {**os.environ, "FEDBRATS_SITES": settings}
     run(
         [fedbrats, "simulate", str(job), "-w", str(tmp / "sim"), "--sites", *SITES, "--threads", "2"],

@@ -1,0 +1,298 @@
+"""Cross-site evaluation report: per-site Dice and HD95 of every model, the case-weighted average, pictures."""
+
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+from fedbrats.evaluation.learning_curves import learning_curves
+from fedbrats.evaluation.report_figures import write_figures
+from fedbrats.evaluation.scores import metric_name
+from fedbrats.prepare.site_specs import site_order
+from fedbrats.runtime.constants import HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_METRICS, REGIONS
+from fedbrats.runtime.data.datalist import write_json
+from fedbrats.runtime.fl.model_selector import SELECTION_FILE
+
+RESULTS_FILE = "cross_val_results.json"
+FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
+HD95_KEYS = tuple(metric_name("HD95", r) for r in REGIONS)
+PER_CASE_KEYS = {m: metric_name("Dice", r) for m, r in zip(REGION_METRICS, REGIONS)}
+PER_CASE_KEYS.update({m: metric_name("HD95", r) for m, r in zip(HD95_METRICS, REGIONS)})
+
+
+def find_file(path: str, name: str) -> Optional[str]:
+    """``path`` itself, or the newest file called ``name`` below it."""
+    if os.path.isfile(path):
+        return path
+    found = glob.glob(os.path.join(path, "**", name), recursive=True)
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def _numbers(values: object, n: int) -> bool:
+    return isinstance(values, list) and len(values) == n and all(isinstance(v, (int, float)) for v in values)
+
+
+def site_result(metrics: object) -> Optional[Dict[str, object]]:
+    """Region Dice (and HD95, per-case values when the site sent them) and case count of one (model, site)
+    result, or None if it is missing or incomplete."""
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(m), (int, float)) for m in REGION_METRICS):
+        return None
+    n = metrics.get(N_CASES)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    out = {r: float(metrics[m]) for r, m in zip(REGIONS, REGION_METRICS)}
+    out["mean"] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(REGIONS)))
+    if all(isinstance(metrics.get(m), (int, float)) for m in HD95_METRICS):
+        out.update({k: float(metrics[m]) for k, m in zip(HD95_KEYS, HD95_METRICS)})
+    per_case = metrics.get(PER_CASE)
+    if isinstance(per_case, dict):
+        kept = {k: [float(v) for v in per_case[m]] for m, k in PER_CASE_KEYS.items() if _numbers(per_case.get(m), n)}
+        if kept:
+            out[PER_CASE] = kept
+    out[N_CASES] = n
+    return out
+
+
+def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
+    """(sum of x_s n_s) / (sum of n_s) of Dice per region and mean over the sites that have a result; HD95 too
+    when every one of them has it."""
+    present = [r for r in results.values() if r is not None]
+    total = sum(r[N_CASES] for r in present)
+    if not total:
+        return None
+    keys = REGIONS + ("mean",)
+    if all(k in r for r in present for k in HD95_KEYS):
+        keys += HD95_KEYS
+    out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in keys}
+    out[N_CASES] = total
+    return out
+
+
+def model_label(model: str, final_round: Optional[int], best_round: Optional[int]) -> str:
+    if model == FINAL_GLOBAL:
+        return f"global model after {final_round} rounds" if final_round else "final global model"
+    if model == BEST_GLOBAL:
+        return (
+            f"global best model (round {best_round}, selected in time)"
+            if best_round is not None
+            else "global best model"
+        )
+    return f"{model} best model (selected by {model}'s local validation)"
+
+
+def short_label(model: str, final_round: Optional[int], best_round: Optional[int]) -> str:
+    """Label of a model in the pictures."""
+    if model == FINAL_GLOBAL:
+        return f"final global (round {final_round})" if final_round else "final global"
+    if model == BEST_GLOBAL:
+        return f"best global (round {best_round})" if best_round is not None else "best global"
+    return f"{model} best local"
+
+
+def build_report(results: dict, selection: Optional[dict] = None) -> dict:
+    """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation."""
+    history = (selection or {}).get("history") or []
+    participants = set((selection or {}).get("participants") or [])
+    site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL}
+    # a site whose every evaluation failed is absent from the results: find it from the job's sites, its model or
+    # its scores
+    scored = {s for h in history for s in h.get("sites", {})}
+    sites = sorted(set(results) | site_models | scored | participants, key=site_order)
+    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models, key=site_order)
+    final_round = max((h["round"] for h in history), default=None)
+    best_round = (selection or {}).get("best_round")
+    splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {
+        None
+    }
+    warnings, rows = [], []
+    for model in models:
+        per_site = {s: site_result(results.get(s, {}).get(model)) for s in sites}
+        for site, result in per_site.items():
+            if result is None:
+                warnings.append(f"no result of {model} on {site}: shown as missing, left out of the average")
+        rows.append(
+            {
+                "model": model,
+                "label": model_label(model, final_round, best_round),
+                "short": short_label(model, final_round, best_round),
+                "sites": per_site,
+                "average": weighted_average(per_site),
+            }
+        )
+    cases = {s: max((r["sites"][s][N_CASES] for r in rows if r["sites"][s]), default=None) for s in sites}
+    lost = lost_sites(sites, rows, history, final_round, (selection or {}).get("lost") or {})
+    return {
+        "split": ", ".join(sorted(splits)) or "unknown",
+        "cases": cases,
+        "sites": sites,
+        "models": rows,
+        "lost_sites": lost,
+        "warnings": [lost_site_text(s, r) for s, r in lost.items()] + warnings,
+    }
+
+
+def lost_sites(
+    sites: List[str], rows: List[dict], history: List[dict], final_round: Optional[int], disconnected: dict
+) -> dict:
+    """Sites that scored no model in the cross-site evaluation and either were given up by the server
+    (``disconnected``: the round it did) or stopped scoring the global models before the last round; each with the
+    last round whose global model it scored (None: none), from the selection's history (the final entry is the final
+    model's scoring). A site that scored the final model but no cross-site result is not lost: its evaluation
+    failed, which the report's warnings say model by model."""
+    lost = {}
+    for site in sites:
+        if any(row["sites"][site] for row in rows):
+            continue
+        answered = [h["round"] for h in history if site in h.get("sites", {})]
+        last = max(answered, default=None)
+        if site not in disconnected and last is not None and last == final_round:
+            continue
+        lost[site] = {"last_round": last, "rounds": final_round}
+        if site in disconnected:
+            lost[site]["disconnected_in_round"] = disconnected[site]
+    return lost
+
+
+def lost_site_text(site: str, info: dict) -> str:
+    last, rounds = info.get("last_round"), info.get("rounds")
+    when = (
+        f"the last global model it scored was that of round {last}" + (f" of {rounds}" if rounds else "")
+        if last is not None
+        else "it scored no global model after round 1"
+    )
+    if info.get("disconnected_in_round") is not None:
+        when += f"; the server stopped waiting for it in round {info['disconnected_in_round']}"
+    return (
+        f"{site} took part in the job but has no result in the cross-site evaluation: lost during the run ({when}); "
+        "shown as missing, not as 0, and left out of every average"
+    )
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "missing" if value is None else f"{value:.4f}"
+
+
+def _fmt_mm(value: Optional[float]) -> str:
+    return "missing" if value is None else f"{value:.2f}"
+
+
+def region_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> List[str]:
+    """Markdown rows of per-site TC / WT / ET / mean Dice (and HD95 in mm when there is any) and the case-weighted
+    AVE."""
+    rows = list(sites.items()) + [("AVE", average)]
+    with_hd95 = any(r and HD95_KEYS[0] in r for _, r in rows)
+    hd95_head = "".join(f" HD95 {r} (mm) |" for r in REGIONS) if with_hd95 else ""
+    columns = 6 + (len(REGIONS) if with_hd95 else 0)
+    lines = [f"| site | TC | WT | ET | mean |{hd95_head} cases |", "|---" * columns + "|"]
+    for site, r in rows:
+        values = [_fmt(r[k] if r else None) for k in REGIONS + ("mean",)]
+        if with_hd95:
+            values += [_fmt_mm(r.get(k) if r else None) for k in HD95_KEYS]
+        lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
+    return lines
+
+
+HD95_NOTE = (
+    "HD95: 95th percentile Hausdorff distance in mm, measured by each site on its cases resampled to the model's "
+    "voxel size; a region empty in both the prediction and the reference scores Dice 1 and HD95 0 mm, in one of "
+    "them Dice 0 and HD95 373.13 mm."
+)
+FIGURE_TEXT = {
+    "heatmap": ("mean Dice, model x site", ""),
+    "curves": (
+        "learning curves",
+        "## Learning curves\n\nValidation mean Dice per round: each site's score of the global model it received "
+        "(solid) and of its own model after local training (dashed), the server's case-weighted score of the "
+        "global model (black), and each site's training loss.",
+    ),
+    "dice_boxes": (
+        "per-case Dice per region",
+        "## Per-case Dice\n\nDice of every case per region and model, all sites' cases together; "
+        "the sites send these as numbers only, without case names.",
+    ),
+}
+
+
+def figure_lines(figures: Dict[str, str], kind: str) -> List[str]:
+    if kind not in figures:
+        return []
+    alt, text = FIGURE_TEXT[kind]
+    return ([text, ""] if text else []) + [f"![{alt}]({figures[kind]})", ""]
+
+
+def to_markdown(report: dict) -> str:
+    cases = ", ".join(f"{s} {n if n else 'missing'}" for s, n in report["cases"].items())
+    with_hd95 = any(row["average"] and HD95_KEYS[0] in row["average"] for row in report["models"])
+    figures = report.get("figures") or {}
+    lines = [
+        "# Cross-site evaluation",
+        "",
+        f"Split: {report['split']}; cases per site: {cases}. "
+        "AVE is weighted by each site's number of cases: (sum of x_s n_s) / (sum of n_s)."
+        + (f" {HD95_NOTE}" if with_hd95 else ""),
+        "",
+    ]
+    lost = report.get("lost_sites") or {}
+    if lost:
+        lines += ["**Sites lost during the run:**", ""] + [f"- {lost_site_text(s, i)}" for s, i in lost.items()]
+        lines.append("")
+    for row in report["models"]:
+        lines += [f"## {row['label']}", ""] + region_table(row["sites"], row["average"]) + [""]
+    lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
+    lines.append("|---" * (len(report["sites"]) + 2) + "|")
+    for row in report["models"]:
+        cells = [_fmt(row["sites"][s]["mean"] if row["sites"][s] else None) for s in report["sites"]]
+        lines.append(
+            f"| {row['model']} | "
+            + " | ".join(cells)
+            + f" | {_fmt(row['average']['mean'] if row['average'] else None)} |"
+        )
+    lines.append("")
+    for kind in FIGURE_TEXT:
+        lines += figure_lines(figures, kind)
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_report(source: str, out_dir: Optional[str] = None) -> dict:
+    """Read a finished simulator workspace or downloaded job result; write report.md, report.json and the pictures.
+
+    The learning curves come from the sites' TensorBoard events below ``source`` (a simulator workspace holds
+    them) and from the server's selection history.
+    """
+    results_path = find_file(source, RESULTS_FILE)
+    if results_path is None:
+        raise FileNotFoundError(f"no {RESULTS_FILE} under {source}: did the job's cross-site evaluation finish?")
+    with open(results_path) as f:
+        results = json.load(f)
+    selection_path = find_file(os.path.dirname(os.path.dirname(results_path)), SELECTION_FILE)
+    selection = json.load(open(selection_path)) if selection_path else None
+    report = build_report(results, selection)
+    report["source"] = os.path.abspath(results_path)
+    report["curves"] = learning_curves(source if os.path.isdir(source) else None, selection)
+    out_dir = out_dir or os.path.dirname(os.path.dirname(results_path))
+    os.makedirs(out_dir, exist_ok=True)
+    report["figures"] = write_figures(report, out_dir)
+    write_json(os.path.join(out_dir, "report.json"), report)
+    markdown = to_markdown(report)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(markdown)
+    report["paths"] = [os.path.join(out_dir, n) for n in ("report.md", "report.json", *report["figures"].values())]
+    report["markdown"] = markdown
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="simulator workspace, downloaded job result, or cross_val_results.json")
+    parser.add_argument("--out", help="folder for report.md, report.json and the PNGs (default: next to the results)")
+
+
+def run(args: argparse.Namespace) -> None:
+    report = write_report(args.source, args.out)
+    print(report["markdown"])
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report written to {', '.join(report['paths'])}")

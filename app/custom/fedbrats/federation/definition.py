@@ -1,0 +1,145 @@
+"""A job's definition: every value of a FLARE job of the product, plain and JSON-able.
+
+Each ``jobs/<name>/job.py`` declares its job's values; the run state records them, so that a resumed run rebuilds
+the same job. Training values are :class:`fedbrats.runtime.settings.TrainSettings` fields; what a job leaves out
+keeps the setting's default. :mod:`fedbrats.federation.recipe` turns a definition into a FLARE job.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from fedbrats.federation.privacy import NEEDS_WEIGHT_DIFF, NONE, privacy_arguments
+from fedbrats.runtime.constants import SITE_GRADES, SPLITS
+from fedbrats.runtime.settings import TrainSettings
+
+FEDERATION = tuple(SITE_GRADES)
+"""The reference federation: site-1 (high-grade gliomas) and site-2 (low-grade)."""
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A FedAvg job of SegResNetVAE with in-time best-model selection and cross-site evaluation."""
+
+    name: str
+    description: str = ""
+    sites: Tuple[str, ...] = FEDERATION
+    min_clients: int = len(FEDERATION)
+    num_rounds: int = 600
+    eval_split: str = "testing"
+    """Split the cross-site evaluation scores every model on."""
+    datalist: str = ""
+    """Datalist of every site, relative to its data root or the job's config; empty: ``datalists/<site>.json``."""
+    training: Mapping[str, Any] = field(default_factory=dict)
+    data_root: str = ""
+    """Data root of sites that have no site-local setting; a definition leaves it empty (the job holds no path)."""
+    send_weight_diff: bool = False
+    privacy: str = NONE
+    """FLARE filter every site applies to its training results: ``none``, ``svt`` (differential privacy, Li et al.
+    2019), ``percentile`` (largest changes only, clipped) or ``exclude`` (some tensors stay at the sites). With a
+    filter, the sites' local models stay at the sites: the cross-site evaluation scores the global models only."""
+    privacy_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the privacy filter over :data:`fedbrats.federation.privacy.PRIVACY_DEFAULTS`."""
+    scope: str = ""
+    """Privacy scope of the sites' ``local/privacy.json`` the job asks for; empty: each site's default scope."""
+    wait_time_after_min_received: int = 0
+    """Seconds FedAvg waits for the other sites' results once ``min_clients`` have answered in a round. With fewer
+    ``min_clients`` than sites, 0 drops the result of a healthy site that is a little slower every round: give it
+    more than the usual spread between the sites' rounds. A lost site costs at most this per round until the server
+    deems it disconnected (``dead_client_grace_period``)."""
+    dead_client_grace_period: float = 5.0
+    """Seconds between the report that a site's job process is gone and the job counting the site as disconnected,
+    after which no task waits for it (FLARE's default is 60; docs/deployment.md, "When a site fails")."""
+    dead_client_check_lead_time: float = 5.0
+    """Seconds a new task waits before it may end because every site it still waits for is disconnected (FLARE's
+    default is 30): each task after a loss waits at least this long."""
+    task_request_interval: float = 0.2
+    """Seconds between the sites' requests for a task (FLARE's default is 2)."""
+    synthetic_cases: int = 0
+    """Synthetic cases per site the job runs on when no data root is given; 0: real BraTS data only."""
+    run_state_dir: str = ""
+    """Server-side folder of the runs' states (:mod:`fedbrats.runtime.run_state`); empty: ``run_state/`` in the server's
+    workspace."""
+    resume_from: str = ""
+    """Server-side state folder of an earlier run of this job that this one resumes (``--resume-from``)."""
+    start_round: int = 0
+    """First round of a resumed run; ``num_rounds`` stays the planned total."""
+
+    def values(self) -> Dict[str, Any]:
+        """The definition as plain JSON-able values, without its name; :meth:`from_values` reads them back."""
+        values = dataclasses.asdict(self)
+        values.pop("name")
+        values["sites"] = list(self.sites)
+        return values
+
+    @classmethod
+    def from_values(cls, name: str, values: Mapping[str, Any]) -> "JobDefinition":
+        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown job values {unknown}")
+        job = cls(name, **{**values, "sites": tuple(values.get("sites", FEDERATION))})
+        job.validate()
+        return job
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings.from_dict(self.training)
+
+    @property
+    def sends_weight_diff(self) -> bool:
+        """Sites send weight differences: asked for, or needed by the privacy filter."""
+        return self.send_weight_diff or self.privacy in NEEDS_WEIGHT_DIFF
+
+    def with_overrides(self, overrides: Optional[Mapping[str, Any]] = None) -> "JobDefinition":
+        """This job with some values replaced; ``training`` fields are merged, None values ignored."""
+        changes = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+        unknown = sorted(set(changes) - OVERRIDABLE)
+        if unknown:
+            raise ValueError(f"unknown job values {unknown}; known: {sorted(OVERRIDABLE)}")
+        training = {k: v for k, v in (changes.pop("training", None) or {}).items() if v is not None}
+        changes["training"] = self.settings().replace(**training).to_dict() if training else dict(self.training)
+        if "sites" in changes:
+            changes["sites"] = tuple(changes["sites"])
+        job = dataclasses.replace(self, **changes)
+        job.validate()
+        return job
+
+    def validate(self) -> None:
+        self.settings()
+        if self.eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
+        if not self.sites or not 1 <= self.min_clients <= len(self.sites):
+            raise ValueError(f"min_clients must be between 1 and the number of sites {list(self.sites)}")
+        if self.num_rounds < 1 or self.task_request_interval <= 0:
+            raise ValueError("num_rounds must be at least 1 and task_request_interval positive")
+        if not 0 <= self.start_round < self.num_rounds or (self.start_round and not self.resume_from):
+            raise ValueError("start_round must be below num_rounds, and only a resumed run (resume_from) has one")
+        if min(self.wait_time_after_min_received, self.dead_client_grace_period, self.dead_client_check_lead_time) < 0:
+            raise ValueError(
+                "wait_time_after_min_received, dead_client_grace_period and dead_client_check_lead_time must not be "
+                "negative"
+            )
+        privacy_arguments(self.privacy, self.privacy_args)
+
+
+OVERRIDABLE = frozenset(
+    (
+        "num_rounds",
+        "min_clients",
+        "sites",
+        "data_root",
+        "eval_split",
+        "send_weight_diff",
+        "privacy",
+        "privacy_args",
+        "scope",
+        "wait_time_after_min_received",
+        "dead_client_grace_period",
+        "dead_client_check_lead_time",
+        "task_request_interval",
+        "training",
+        "run_state_dir",
+        "resume_from",
+        "start_round",
+    )
+)

@@ -1,0 +1,90 @@
+"""A job's command-line options: the flags of ``fedbrats build-job`` and of every ``jobs/<name>/job.py`` that
+override the job's values and its training settings."""
+
+import argparse
+import json
+import os
+from typing import Dict
+
+from fedbrats.federation.privacy import PRIVACY_OPTIONS
+from fedbrats.prepare.site_specs import site_names
+from fedbrats.runtime.constants import SPLITS
+from fedbrats.runtime.settings import add_settings_arguments, settings_overrides
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override a job's values and training settings (build-job and the jobs' job.py)."""
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        metavar="SITE[:GRADE]",
+        help="the federation's sites (default: the job's), e.g. site-1 site-2 site-3; a grade (HGG, LGG, mix, "
+        "mix=F) only says which synthetic cases a simulator run makes for a site without data",
+    )
+    parser.add_argument(
+        "--min-clients", type=int, help="sites a round waits for (default: the job's; with --sites all)"
+    )
+    parser.add_argument("--local-epochs", type=int, help="passes over a site's cases per round (sets --local-steps 0)")
+    parser.add_argument("--local-steps", type=int, help="optimiser steps per round; 0: --local-epochs passes")
+    parser.add_argument("--data-root", help="default data root for sites without a site-local setting")
+    parser.add_argument("--run-state-dir", help="server-side folder of the runs' states (default: run_state/ there)")
+    parser.add_argument("--eval-split", choices=SPLITS)
+    parser.add_argument("--send-weight-diff", action="store_true")
+    parser.add_argument(
+        "--privacy", choices=PRIVACY_OPTIONS, help="FLARE filter on the sites' training results (docs/privacy.md)"
+    )
+    parser.add_argument(
+        "--privacy-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="argument of the privacy filter, e.g. epsilon=0.01 (repeatable)",
+    )
+    parser.add_argument("--scope", help="privacy scope of the sites' local/privacy.json the job asks for")
+    parser.add_argument(
+        "--wait-after-min",
+        type=int,
+        dest="wait_time_after_min_received",
+        metavar="SECONDS",
+        help="how long a round waits for the other sites once --min-clients have answered",
+    )
+    add_settings_arguments(parser)
+
+
+def parse_privacy_args(pairs) -> Dict:
+    """``["epsilon=0.01", "exclude_vars=^vae_"]`` -> ``{"epsilon": 0.01, "exclude_vars": "^vae_"}``."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--privacy-arg must be NAME=VALUE, got {pair!r}")
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError:
+            values[name] = text
+    return values
+
+
+def overrides_from_args(args: argparse.Namespace) -> Dict:
+    training = settings_overrides(args)
+    if args.local_epochs is not None:
+        training.update(local_epochs=args.local_epochs, local_steps=0)
+    if args.local_steps is not None:
+        training["local_steps"] = args.local_steps
+    data_root = os.path.abspath(args.data_root) if args.data_root else None
+    sites = site_names(args.sites) if args.sites else None
+    return {
+        "num_rounds": args.rounds,
+        "sites": sites,
+        "min_clients": args.min_clients if args.min_clients is not None or not sites else len(sites),
+        "data_root": data_root,
+        "eval_split": args.eval_split,
+        "send_weight_diff": args.send_weight_diff or None,
+        "privacy": args.privacy,
+        "privacy_args": parse_privacy_args(args.privacy_arg) or None,
+        "scope": args.scope,
+        "wait_time_after_min_received": args.wait_time_after_min_received,
+        "run_state_dir": os.path.abspath(args.run_state_dir) if args.run_state_dir else None,
+        "training": training,
+    }

@@ -1,0 +1,1 @@
+"""Measurements that write their results into ``docs/``: the accuracy study, the privacy cost, the benchmarks."""

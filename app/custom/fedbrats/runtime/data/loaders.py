@@ -1,0 +1,85 @@
+"""Datasets and loaders of one site's datalist: the deterministic preprocessing cached compact, background workers."""
+
+import contextlib
+import logging
+import multiprocessing
+from typing import Iterator, List
+
+from monai.data import DataLoader, Dataset
+
+from fedbrats.runtime.data.cache import CachedCases, CachePlan
+from fedbrats.runtime.data.compact import CompactCased
+from fedbrats.runtime.data.datalist import resolve_datalist
+from fedbrats.runtime.data.transforms import after_cache_transforms, eval_transforms
+from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.settings import TrainSettings
+
+logger = logging.getLogger(__name__)
+
+
+def root_data_error(exc: BaseException):
+    """The BratsDataError behind an exception raised by MONAI's transform machinery, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BratsDataError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def data_errors() -> Iterator[None]:
+    """Re-raise a BratsDataError wrapped by MONAI as itself, so the user sees one clear message."""
+    try:
+        yield
+    except BratsDataError:
+        raise
+    except Exception as e:
+        cause = root_data_error(e)
+        if cause is None:
+            raise
+        error = BratsDataError(str(cause))
+        error.case, error.path = cause.case, cause.path
+        raise error from None
+
+
+def make_dataset(entries: List[dict], settings: TrainSettings, train: bool) -> Dataset:
+    """The cases of ``entries`` as a loader takes them: preprocessed, kept compact as far as ``settings.cache_rate``
+    (or, for ``auto``, the memory) allows and restored to float32 after the cache; random training crops when
+    ``train``. A case that is not kept is preprocessed on every use and never compacted."""
+    plan = CachePlan.from_rate(settings.cache_rate, len(entries))
+    with data_errors():
+        cases = CachedCases(entries, eval_transforms(settings), plan, keep=CompactCased())
+    logger.info("%s", cases.summary())
+    return Dataset(cases, after_cache_transforms(settings, train))
+
+
+def cache_summary(dataset: Dataset) -> str:
+    """What the cache of a dataset of :func:`make_dataset` holds (or a loader's), in one line."""
+    dataset = getattr(dataset, "dataset", dataset)
+    cases = getattr(dataset, "data", None)
+    return cases.summary() if isinstance(cases, CachedCases) else "no cache"
+
+
+def make_loader(dataset: Dataset, settings: TrainSettings, train: bool) -> DataLoader:
+    """Batches of ``dataset``; ``num_workers`` background processes prepare them while the model trains.
+
+    Workers are forked where the platform can, so that they share the cache of the site's process instead of copying
+    it, and persist across epochs and rounds."""
+    workers = settings.num_workers
+    context = "fork" if workers > 0 and "fork" in multiprocessing.get_all_start_methods() else None
+    return DataLoader(
+        dataset,
+        batch_size=settings.batch_size if train else 1,
+        shuffle=train,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        multiprocessing_context=context,
+    )
+
+
+def site_loader(datalist: str, data_root: str, split: str, settings: TrainSettings, train: bool) -> DataLoader:
+    """Loader of one split: random crops and augmentation when ``train``, whole volumes otherwise."""
+    entries = resolve_datalist(datalist, split, data_root)
+    return make_loader(make_dataset(entries, settings, train), settings, train)

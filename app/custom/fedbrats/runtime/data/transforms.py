@@ -1,0 +1,229 @@
+"""MONAI preprocessing of BraTS cases, as in the reference SegResNetVAE training."""
+
+import math
+from typing import Hashable, List, Mapping, Optional, Tuple
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    ConvertToMultiChannelBasedOnBratsClassesd,
+    EnsureTyped,
+    LoadImage,
+    MapTransform,
+    NormalizeIntensity,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandSpatialCropd,
+    Spacingd,
+    SpatialPadd,
+)
+
+from fedbrats.runtime.constants import MODALITIES, MSD_CHANNEL_NAMES, MSD_CHANNELS
+from fedbrats.runtime.data import guards
+from fedbrats.runtime.data.compact import RestoreCased
+from fedbrats.runtime.data.msd import CHANNEL_ORDER, entry_format, is_msd, label_values, to_brats_labels
+from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.settings import TrainSettings
+
+MSD_IMAGE = f"a 4D image of {len(MSD_CHANNELS)} channels ({', '.join(MSD_CHANNEL_NAMES)})"
+"""What the image file of a case in the MSD Task01 layout must be."""
+
+
+class LoadBratsCased(MapTransform):
+    """Load the image and the label of a case, checking files, volumes, grids and label values.
+
+    Expects ``{"case", "image": [t1ce, t1, t2, flair], "label"}`` (BraTS layout) or ``{"case", "format": "msd",
+    "image": 4D image, "label"}`` (MSD Task01 layout: channels FLAIR, T1w, T1gd, T2w, labels 0 to 3). Yields
+    channel-first MetaTensors: the image's channels in the order of ``MODALITIES`` and the label in BraTS values,
+    alike for a case in either layout. A case is refused with a :class:`BratsDataError` naming the case and the file
+    when a file cannot be read or is not a 3D volume (a 4D image of 4 channels in the MSD layout), a modality has
+    non-finite voxels, is constant (a missing scan) or has an implausible voxel size (:mod:`~.guards`), the
+    modalities or the label are not on the grid of the first modality (shape, or affine beyond
+    ``GRID_TOLERANCE_MM``), or the label has values outside its layout's.
+    """
+
+    def __init__(self, with_label: bool = True):
+        super().__init__(keys=["image", "label"] if with_label else ["image"])
+        self.with_label = with_label
+        self.loader = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)  # as stored: one conversion
+
+    def _load(self, case: str, path: str, problems: List[BratsDataError], channels: int = 1) -> Optional[MetaTensor]:
+        try:
+            img = self.loader(path)
+        except Exception as e:
+            problems.append(BratsDataError(f"cannot read NIfTI ({type(e).__name__}: {e})", case=case, path=path))
+            return None
+        if img.ndim != 4 or img.shape[0] != channels:
+            stored = tuple(img.shape[1:]) + ((img.shape[0],) if img.ndim == 4 and img.shape[0] > 1 else ())
+            wanted = "a 3D volume" if channels == 1 else MSD_IMAGE
+            problems.append(BratsDataError(f"expected {wanted}, got shape {stored}", case=case, path=path))
+            return None
+        return img
+
+    def _brats_image(self, case: str, paths: List[str], problems: List[BratsDataError], problem) -> tuple:
+        """(image or None, name and volume of the grid reference) of the 4 modality files of a BraTS case."""
+        channels = []
+        for name, path in zip(MODALITIES, paths):
+            img = self._load(case, path, problems) if path else None
+            if img is not None:
+                problem(guards.geometry_problem(name, img.affine), path)
+                problem(guards.intensity_problem(name, img), path)
+            channels.append(img)
+        loaded = [(n, p, img) for n, p, img in zip(MODALITIES, paths, channels) if img is not None]
+        ref_name, _, ref = loaded[0] if loaded else (None, None, None)
+        for name, path, img in loaded[1:]:
+            if img.shape != ref.shape:
+                problem(f"{name} has shape {tuple(img.shape[1:])}, {ref_name} has {tuple(ref.shape[1:])}", path)
+            else:
+                problem(guards.grid_problem(name, img.affine, ref_name, ref.affine, ref.shape[1:]), path)
+        if problems or len(loaded) < len(MODALITIES):
+            return None, ref_name, ref
+        return MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta)), ref_name, ref
+
+    def _msd_image(self, case: str, path: Optional[str], problems: List[BratsDataError], problem) -> tuple:
+        """(image or None, name and volume of the grid reference) of the 4D image of an MSD case."""
+        img = self._load(case, path, problems, channels=len(MSD_CHANNELS)) if path else None
+        if img is None:
+            return None, None, None
+        problem(guards.geometry_problem("image", img.affine), path)
+        for index, name in enumerate(MSD_CHANNEL_NAMES):
+            problem(guards.intensity_problem(f"channel {index} ({name})", img.as_tensor()[index]), path)
+        if problems:
+            return None, "image", img
+        return MetaTensor(img.as_tensor()[list(CHANNEL_ORDER)].float(), meta=dict(img.meta)), "image", img
+
+    def inspect(self, data: Mapping[Hashable, object]) -> Tuple[dict, List[BratsDataError]]:
+        """Load a case and collect every problem of it (the first is what ``__call__`` raises).
+
+        A path given as None is skipped (``fedbrats check-data`` passes None for a file it could not resolve).
+        Returns the loaded case, valid only when the list of problems is empty.
+        """
+        d = dict(data)
+        case = str(d.get("case", "?"))
+        problems: List[BratsDataError] = []
+
+        def problem(message: Optional[str], path: str) -> None:
+            if message:
+                problems.append(BratsDataError(message, case=case, path=path))
+
+        msd = is_msd(d)
+        read_image = self._msd_image if msd else self._brats_image
+        image, ref_name, ref = read_image(case, d["image"], problems, problem)
+        label = None
+        if self.with_label and d.get("label"):
+            path = d["label"]
+            label = self._load(case, path, problems)
+            if label is not None and ref is not None:
+                if label.shape[1:] != ref.shape[1:]:
+                    problem(f"label has shape {tuple(label.shape[1:])}, images have {tuple(ref.shape[1:])}", path)
+                else:
+                    problem(guards.grid_problem("label", label.affine, ref_name, ref.affine, ref.shape[1:]), path)
+            if label is not None:
+                problem(guards.label_problem(label.numpy(), label_values(entry_format(d))), path)
+        if problems or image is None or (self.with_label and label is None):
+            return d, problems
+        d["image"] = image
+        if self.with_label:
+            d["label"] = to_brats_labels(label) if msd else label
+        return d, problems
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d, problems = self.inspect(data)
+        if problems:
+            raise problems[0]
+        if not isinstance(d["image"], MetaTensor) or (self.with_label and not isinstance(d.get("label"), MetaTensor)):
+            raise BratsDataError("a modality or the label has no file", case=str(d.get("case", "?")))
+        return d
+
+
+class NonzeroNormalize(NormalizeIntensity):
+    """MONAI's channel-wise z-score over the non-zero voxels (``NormalizeIntensity(nonzero=True,
+    channel_wise=True)``, zeros stay zero) from whole-volume sums rather than boolean indexing: the same values
+    within float32 rounding, in about half the time on a full-size case."""
+
+    def __init__(self):
+        super().__init__(nonzero=True, channel_wise=True)
+
+    def _normalize(self, img, sub=None, div=None):
+        img = (img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)).float()
+        n = int(torch.count_nonzero(img))
+        if n == 0:
+            return img
+        mask = img != 0
+        mean = float(img.sum()) / n
+        img = img.sub_(mean).mul_(mask)
+        std = math.sqrt(float(img.square().sum()) / n)
+        return img.div_(std if std > 0 else 1.0)
+
+
+class NonzeroNormalized(NormalizeIntensityd):
+    """:class:`NonzeroNormalize` of ``keys``, as MONAI's ``NormalizeIntensityd(nonzero=True, channel_wise=True)``."""
+
+    def __init__(self, keys):
+        super().__init__(keys=keys, nonzero=True, channel_wise=True)
+        self.normalizer = NonzeroNormalize()
+
+
+def deterministic_transforms(settings: TrainSettings, with_label: bool = True, pad_to_crop: bool = True) -> list:
+    """Decode, convert labels, orient, resample and normalise: the part that caching keeps."""
+    keys = ["image", "label"] if with_label else ["image"]
+    modes = ("bilinear", "nearest") if with_label else ("bilinear",)
+    chain = [LoadBratsCased(with_label)]
+    if with_label:
+        chain += [
+            ConvertToMultiChannelBasedOnBratsClassesd(keys="label"),
+            EnsureTyped(keys="label", dtype=torch.float32),
+        ]
+    chain += [
+        Orientationd(keys=keys, axcodes="RAS", labels=None),
+        Spacingd(keys=keys, pixdim=(settings.pixdim,) * 3, mode=modes),
+        NonzeroNormalized(keys="image"),
+    ]
+    if pad_to_crop:
+        chain.append(SpatialPadd(keys=keys, spatial_size=settings.crop))
+    return chain
+
+
+def random_transforms(settings: TrainSettings) -> list:
+    """The training crop (anywhere or centred on tumour half of the time), flips and intensity augmentation."""
+    keys = ["image", "label"]
+    if settings.crop_sampling == "tumour":
+        crop = RandCropByPosNegLabeld(
+            keys=keys, label_key="label", spatial_size=settings.crop, pos=1, neg=1, num_samples=1
+        )
+    else:
+        crop = RandSpatialCropd(keys=keys, roi_size=settings.crop, random_size=False)
+    return [
+        crop,
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+        RandScaleIntensityd(keys="image", factors=0.1, prob=1.0),
+        RandShiftIntensityd(keys="image", offsets=0.1, prob=1.0),
+    ]
+
+
+def train_transforms(settings: TrainSettings) -> Compose:
+    """A training crop of a case from its files, with nothing cached."""
+    return Compose(deterministic_transforms(settings) + random_transforms(settings))
+
+
+def eval_transforms(settings: TrainSettings, with_label: bool = True) -> Compose:
+    """Whole-volume preprocessing for sliding-window validation and inference."""
+    return Compose(deterministic_transforms(settings, with_label, pad_to_crop=False))
+
+
+def after_cache_transforms(settings: TrainSettings, train: bool) -> Compose:
+    """What follows the cache: a compact case (:class:`~.compact.CompactCased` of :func:`eval_transforms`)
+    restored to float32 on its grid, for training padded to the crop size and augmented; a case that was not cached
+    passes as it is to the padding. The tensors are those of :func:`train_transforms` (``train``) or
+    :func:`eval_transforms`, but for float16 rounding of the image of a cached case."""
+    chain = [RestoreCased()]
+    if train:
+        chain += [SpatialPadd(keys=["image", "label"], spatial_size=settings.crop)] + random_transforms(settings)
+    return Compose(chain)

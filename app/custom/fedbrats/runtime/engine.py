@@ -1,0 +1,218 @@
+"""Training and validation of SegResNetVAE on one site's data; no FLARE in here."""
+
+import ctypes
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, Iterable, Optional
+
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceLoss
+
+from fedbrats.runtime.constants import MALLOC_TUNING_ENV, N_CASES, REGIONS
+from fedbrats.runtime.data.loaders import data_errors
+from fedbrats.runtime.metrics import case_metrics, site_metrics
+from fedbrats.runtime.model import build_model, segmentation_logits
+from fedbrats.runtime.settings import TrainSettings
+
+logger = logging.getLogger(__name__)
+Regulariser = Optional[Callable[[torch.nn.Module], torch.Tensor]]
+"""A term added to the loss of every training step, computed from the model."""
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """``auto`` takes the first CUDA device when there is one (FLARE's ``-gpu`` sets which)."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def configure_cpu(num_threads: int = 0) -> int:
+    """Set torch's CPU threads (``num_threads`` or one per usable core) and keep freed memory for reuse.
+
+    glibc returns the large activation buffers of 3D networks to the OS after every step and
+    page-faults them back in on the next one; raising its mmap and trim thresholds saves about
+    a third of a CPU training step. ``FEDBRATS_MALLOC_TUNING=0`` leaves glibc's defaults. A site returns what
+    it kept to the OS at the end of every FL task (FLARE's ``cleanup_memory``).
+    """
+    try:
+        if os.environ.get(MALLOC_TUNING_ENV, "1") == "0":
+            raise OSError("disabled")
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        libc.mallopt(_M_TOP_PAD, 1 << 28)
+    except (OSError, AttributeError):
+        pass
+    if num_threads <= 0:
+        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss of the sigmoid region outputs (TC, WT, ET are nested, so each is its own binary problem).
+
+    ``dice`` is the reference's soft Dice. ``dice_bce`` adds binary cross-entropy and smooths Dice by 1: a crop
+    without ET (most LGG crops) then still penalises predicted ET, where the reference Dice has no gradient at all.
+    """
+    if name == "dice":
+        return DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
+    dice = DiceLoss(smooth_nr=1.0, smooth_dr=1.0, squared_pred=True, sigmoid=True)
+    bce = torch.nn.BCEWithLogitsLoss()
+    return lambda logits, labels: dice(logits, labels) + bce(logits, labels)
+
+
+class SegmentationEngine:
+    """Model, Dice + VAE loss, Adam and (on CUDA) AMP for one site."""
+
+    def __init__(self, settings: TrainSettings, device: Optional[torch.device] = None):
+        self.settings = settings
+        self.device = device or select_device()
+        if self.device.type == "cpu":
+            configure_cpu(settings.num_threads)
+        else:
+            torch.backends.cudnn.benchmark = True
+        self.use_amp = settings.amp and self.device.type == "cuda"
+        self.model = build_model(settings).to(self.device)
+        self.loss_fn = segmentation_loss(settings.loss)
+        self.reset_optimizer()
+
+    def reset_optimizer(self) -> None:
+        """A fresh Adam and AMP scaler: after a step that made the weights non-finite, their state is too."""
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def set_progress(self, progress: float) -> float:
+        """Set the learning rate for the part of the run that starts at ``progress`` (0 to 1); returns it."""
+        lr = self.settings.learning_rate
+        if self.settings.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, enabled=self.use_amp)
+
+    def train_epoch(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+        """One pass over ``loader`` (at most ``max_steps_per_epoch`` steps); returns mean loss and steps."""
+        return self.train_steps(loader, self.settings.max_steps_per_epoch or math.inf, should_stop, passes=1)
+
+    def train_round(
+        self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False, regulariser: Regulariser = None
+    ) -> Dict[str, float]:
+        """The local work of one FL round: ``local_steps`` steps, or else ``local_epochs`` passes over ``loader``.
+
+        ``regulariser(model)``, when given, is added to the loss of every step (e.g. FedProx's proximal term)."""
+        if self.settings.local_steps:
+            return self.train_steps(loader, self.settings.local_steps, should_stop, regulariser=regulariser)
+        cap = self.settings.max_steps_per_epoch
+        epochs = self.settings.local_epochs
+        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, epochs, regulariser)
+
+    def train_steps(
+        self,
+        loader: Iterable,
+        steps: float,
+        should_stop: Callable[[], bool] = lambda: False,
+        passes: float = math.inf,
+        regulariser: Regulariser = None,
+    ) -> Dict[str, float]:
+        """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``)."""
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        done, passes_done = 0, 0
+        with data_errors():
+            while done < steps and passes_done < passes and not should_stop():
+                before = done
+                for batch in loader:
+                    if done >= steps or should_stop():
+                        break
+                    total += self._step(batch, regulariser)
+                    done += 1
+                passes_done += 1
+                if done == before:
+                    break
+        return {"loss": float(total) / max(done, 1), "steps": done}
+
+    def _step(self, batch: Dict[str, torch.Tensor], regulariser: Regulariser = None) -> torch.Tensor:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits, vae_loss = self.model(images)
+            loss = self.loss_fn(logits.float(), labels) + self.settings.vae_weight * vae_loss.float()
+        if regulariser is not None:
+            loss = loss + regulariser(self.model)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
+    @torch.no_grad()
+    def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, object]:
+        """Sliding-window Dice and HD95 per region over the cases of ``loader`` (see :func:`evaluate`)."""
+        self.model.eval()
+        metrics = evaluate(self.model, loader, self.settings, self.device, self.use_amp, should_stop)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return metrics
+
+    def get_weights(self) -> Dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def set_weights(self, weights: Dict[str, object]) -> None:
+        self.model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+
+
+def region_masks(logits: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
+    """Thresholded sigmoid outputs (batch, TC/WT/ET, ...); an ET smaller than ``et_min_volume`` mm^3 is dropped."""
+    masks = (logits.float().sigmoid() > 0.5).float()
+    if settings.et_min_volume > 0:
+        et = REGIONS.index("ET")
+        volume = masks[:, et].flatten(1).sum(1) * settings.pixdim**3
+        masks[volume < settings.et_min_volume, et] = 0
+    return masks
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: Iterable,
+    settings: TrainSettings,
+    device: torch.device,
+    use_amp: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Dict[str, object]:
+    """Dice and HD95 (:mod:`fedbrats.runtime.metrics`) of the thresholded sigmoid outputs, per region and case.
+
+    Scored on the grid the model sees (the case resampled to ``settings.pixdim``), so HD95 is in mm of that grid.
+    """
+    model.eval()
+    spacing = (settings.pixdim,) * 3
+    cases, start = [], time.time()
+    with data_errors():
+        for batch in loader:
+            if should_stop():
+                break
+            images = batch["image"].to(device)
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                logits = sliding_window_inference(
+                    images,
+                    roi_size=settings.window,
+                    sw_batch_size=settings.sw_batch_size,
+                    predictor=lambda x: segmentation_logits(model, x),
+                    overlap=settings.sw_overlap,
+                )
+            masks = region_masks(logits, settings).bool().cpu().numpy()
+            labels = torch.as_tensor(batch["label"]).bool().cpu().numpy()
+            cases += [case_metrics(pred, ref, spacing) for pred, ref in zip(masks, labels)]
+    out = site_metrics(cases)
+    logger.debug("validated %d cases in %.1f s", out[N_CASES], time.time() - start)
+    return out

@@ -1,0 +1,283 @@
+"""FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.runtime.engine`."""
+
+import copy
+import os
+import re
+import time
+from typing import Dict, List, Optional
+
+import torch
+from monai.utils import set_determinism
+from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
+from nvflare.apis.event_type import EventType
+from nvflare.apis.executor import Executor
+from nvflare.apis.fl_constant import ReturnCode
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable, make_reply
+from nvflare.apis.signal import Signal
+from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+from nvflare.fuel.utils.memory_utils import cleanup_memory
+from torch.utils.tensorboard import SummaryWriter
+
+from fedbrats.runtime.constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
+from fedbrats.runtime.data.loaders import cache_summary, site_loader
+from fedbrats.runtime.engine import SegmentationEngine, select_device
+from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.fl.flare_compat import abort_time, serialize_always
+from fedbrats.runtime.fl.site_data import resolve_site_data
+from fedbrats.runtime.settings import TrainSettings
+from fedbrats.runtime.update_guards import named, nonfinite_tensors
+
+BEST_LOCAL_MODEL = "best_local_model.pt"
+TB_FOLDER = "tb_events"
+
+
+@serialize_always("training", "eval_split", "send_weight_diff")
+class BratsExecutor(Executor):
+    """Handles ``train``, ``submit_model``, ``validate`` and ``validate_global`` for one site.
+
+    ``train``: validate the received global model on the validation split (reported for the in-time
+    selection), train ``local_epochs``, validate the local model and keep the site's best, return
+    weights (or their difference) with the number of steps. ``submit_model``: the site's best local
+    model. ``validate``: Dice of the given model on ``eval_split``. ``validate_global``: Dice of the
+    given global model on the validation split.
+
+    A round whose training leaves a weight non-finite (NaN or Inf) is refused: the site logs which tensors,
+    returns an error for that round instead of weights, keeps its best local model and restarts its optimiser.
+    ``local_vars``: regular expression of tensors the site keeps to itself (a privacy filter leaves them out of
+    its results): training starts from the site's own values of them, not the global model's.
+    """
+
+    def __init__(
+        self,
+        training: Optional[Dict] = None,
+        data_root: str = "",
+        datalist: str = "",
+        eval_split: str = "testing",
+        device: str = "auto",
+        send_weight_diff: bool = False,
+        local_vars: str = "",
+        train_task_name: str = AppConstants.TASK_TRAIN,
+        submit_model_task_name: str = AppConstants.TASK_SUBMIT_MODEL,
+        validate_task_name: str = AppConstants.TASK_VALIDATION,
+        score_task_name: str = "validate_global",
+    ):
+        super().__init__()
+        if eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {eval_split!r}")
+        self.settings = TrainSettings.from_dict(training)
+        # arguments kept under their own names: FLARE's Job API writes them into the job's config
+        self.training, self.data_root, self.datalist = dict(training or {}), data_root, datalist
+        self.eval_split, self.device, self.send_weight_diff = eval_split, device, send_weight_diff
+        self.local_vars = local_vars
+        self._local = re.compile(local_vars) if local_vars else None
+        self.train_task_name, self.submit_model_task_name = train_task_name, submit_model_task_name
+        self.validate_task_name, self.score_task_name = validate_task_name, score_task_name
+        self.tasks = {
+            train_task_name: self._train,
+            submit_model_task_name: self._submit_model,
+            validate_task_name: self._validate,
+            score_task_name: self._score_global,
+        }
+        self.engine = None
+        self.loaders = {}
+        self.best_local = -1.0
+        self.writer = None
+
+    @property
+    def task_names(self) -> List[str]:
+        """The tasks this executor handles, as a job's config lists them."""
+        return list(self.tasks)
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext):
+        if event_type == EventType.START_RUN:
+            self._initialize(fl_ctx)
+        elif event_type == EventType.END_RUN and self.writer is not None:
+            self.writer.close()
+
+    def _initialize(self, fl_ctx: FLContext) -> None:
+        site = fl_ctx.get_identity_name()
+        workspace = fl_ctx.get_engine().get_workspace()
+        job_id = fl_ctx.get_job_id()
+        self.app_dir = workspace.get_app_dir(job_id)
+        self.site_data_root, self.site_datalist, source = resolve_site_data(
+            site, workspace.get_site_config_dir(), self.data_root, self.datalist, workspace.get_app_config_dir(job_id)
+        )
+        self.best_model_path = os.path.join(self.app_dir, BEST_LOCAL_MODEL)
+        set_determinism(self.settings.seed)
+        self.engine = SegmentationEngine(self.settings, select_device(self.device))
+        self.log_info(
+            fl_ctx,
+            f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
+            f"device {self.engine.device}, "
+            f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
+        )
+        self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
+
+    def _loader(self, split: str, fl_ctx: FLContext):
+        if split not in self.loaders:
+            self.log_info(fl_ctx, f"preparing {split} cases (cache_rate {self.settings.cache_rate})")
+            train = split == "training"
+            self.loaders[split] = site_loader(
+                self.site_datalist, self.site_data_root, split, self.settings, train=train
+            )
+            self.log_info(fl_ctx, f"{split}: {cache_summary(self.loaders[split].dataset)}")
+        return self.loaders[split]
+
+    def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        handler = self.tasks.get(task_name)
+        if handler is None:
+            return make_reply(ReturnCode.TASK_UNKNOWN)
+        try:
+            return handler(shareable, fl_ctx, abort_signal)
+        except BratsDataError as e:
+            self.log_error(fl_ctx, f"bad input data: {e}")
+            return make_reply(ReturnCode.EXECUTION_EXCEPTION)
+        finally:
+            # what the task's steps kept for reuse goes back to the OS (gc, malloc_trim), as FLARE advises per round
+            cleanup_memory(cuda_empty_cache=self.engine is not None and self.engine.device.type == "cuda")
+
+    def _receive(self, shareable: Shareable, fl_ctx: FLContext, keep_local: bool = False) -> Optional[Dict]:
+        dxo = from_shareable(shareable)
+        if dxo.data_kind != DataKind.WEIGHTS:
+            self.log_error(fl_ctx, f"expected model weights, got {dxo.data_kind}")
+            return None
+        weights = dxo.data
+        if keep_local and self._local is not None:
+            weights = {**weights, **{k: v for k, v in self.engine.get_weights().items() if self._local.search(k)}}
+        self.engine.set_weights(weights)
+        return dxo.data
+
+    def _evaluate(self, split: str, fl_ctx: FLContext, abort_signal: Signal) -> Dict:
+        return self.engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
+
+    def _log_metrics(self, prefix: str, metrics: Dict, step: int) -> None:
+        for name in REGION_METRICS + (MEAN_DICE,):
+            self.writer.add_scalar(f"{prefix}/{name}", metrics[name], step)
+        self.writer.flush()
+
+    def _train(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
+        total_rounds = shareable.get_header(AppConstants.NUM_ROUNDS, "?")
+        # (1) receive the global model
+        global_weights = self._receive(shareable, fl_ctx, keep_local=True)
+        if global_weights is None:
+            return make_reply(ReturnCode.BAD_TASK_DATA)
+        stop = lambda: abort_signal.triggered  # noqa: E731
+        started = time.time()
+        # (2) validate it for the server's in-time selection of the best global model
+        global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        validated = time.time()
+        self._log_metrics("global_model", global_metrics, current_round)
+        # (3) train locally, at the learning rate of this round
+        if isinstance(total_rounds, int) and total_rounds > 0:
+            self.engine.set_progress(current_round / total_rounds)
+        round_label = f"{current_round + 1}/{total_rounds}"
+        self.log_info(fl_ctx, f"round {round_label} training starts: {self._planned_steps()}")  # not echoed as progress
+        result = self.engine.train_round(self._loader("training", fl_ctx), stop, self._proximal_term())
+        trained = time.time()
+        steps = result["steps"]
+        if stop():
+            per_step = f"{(trained - validated) / steps:.2f} s per step" if steps else "no step taken"
+            return self._aborted(
+                round_label, f"training stopped after {steps} steps ({per_step})", trained, abort_signal, fl_ctx
+            )
+        # a model with NaN or Inf is neither sent nor kept
+        nonfinite = nonfinite_tensors(self.engine.get_weights())
+        if nonfinite:
+            return self._refuse_update(nonfinite, round_label, result["loss"], fl_ctx)
+        self.writer.add_scalar("train/loss", result["loss"], current_round)
+        # (4) validate the local model and keep the site's best
+        local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        if stop():
+            return self._aborted(round_label, "validating the local model stopped", time.time(), abort_signal, fl_ctx)
+        self._log_metrics("local_model", local_metrics, current_round)
+        if local_metrics[MEAN_DICE] > self.best_local:
+            self.best_local = local_metrics[MEAN_DICE]
+            torch.save(
+                {"model": self.engine.get_weights(), "round": current_round, "metrics": local_metrics},
+                self.best_model_path,
+            )
+        self.log_info(
+            fl_ctx,
+            f"round {round_label}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
+            f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
+            f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s: validating the global model "
+            f"{validated - started:.1f} s, training {trained - validated:.1f} s, validating the local model "
+            f"{time.time() - trained:.1f} s",
+        )
+        # (5) send the weights (or their difference) back, with the step count and the global model's Dice
+        weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}
+        kind = DataKind.WEIGHTS
+        if self.send_weight_diff:
+            weights = {k: v - global_weights[k] for k, v in weights.items()}
+            kind = DataKind.WEIGHT_DIFF
+        summary = {k: v for k, v in global_metrics.items() if k != PER_CASE}  # per-case values only in evaluations
+        dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: summary})
+        return dxo.to_shareable()
+
+    def _planned_steps(self) -> str:
+        if self.settings.local_steps:
+            return f"{self.settings.local_steps} local steps"
+        cap = self.settings.max_steps_per_epoch
+        return f"{self.settings.local_epochs} local epochs" + (f" of at most {cap} steps" if cap else "")
+
+    def _aborted(self, round_label: str, what: str, when: float, abort_signal: Signal, fl_ctx: FLContext):
+        """The job was aborted during this task: say what stopped and how long after the abort arrived; nothing
+        is sent."""
+        arrived = abort_time(abort_signal)
+        after = f", {when - arrived:.2f} s after the abort reached the site" if arrived else ""
+        self.log_info(fl_ctx, f"round {round_label}: job aborted: {what}{after}")
+        return make_reply(ReturnCode.TASK_ABORTED)
+
+    def _refuse_update(self, nonfinite: List[str], round_label: str, loss: float, fl_ctx: FLContext) -> Shareable:
+        """Send no weights this round: the trained model is not finite. The best local model stays as it is."""
+        n_tensors = len(self.engine.get_weights())
+        best = f"val Dice {self.best_local:.4f}" if self.best_local >= 0 else "none yet"
+        self.log_error(
+            fl_ctx,
+            f"{fl_ctx.get_identity_name()} round {round_label}: refusing to send the update: training left "
+            f"{len(nonfinite)} of {n_tensors} weight tensors with NaN or Inf ({named(nonfinite)}; loss {loss:.4g}); "
+            f"the best local model is kept ({best}) and the optimiser restarts",
+        )
+        self.engine.reset_optimizer()
+        return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
+
+    def _submit_model(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if not os.path.isfile(self.best_model_path):
+            self.log_error(
+                fl_ctx, f"no best local model at {self.best_model_path}: this site has not trained in this job"
+            )
+            return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
+        # send the site's best local model to the cross-site evaluation
+        checkpoint = torch.load(self.best_model_path, map_location="cpu", weights_only=False)
+        weights = {k: v.numpy() for k, v in checkpoint["model"].items()}
+        return DXO(DataKind.WEIGHTS, data=weights, meta={"round": checkpoint["round"]}).to_shareable()
+
+    def _proximal_term(self):
+        """FedProx's penalty on the drift from the global model just received (None without ``fedprox_mu``)."""
+        if not self.settings.fedprox_mu:
+            return None
+        anchor = copy.deepcopy(self.engine.model).requires_grad_(False)
+        proximal = PTFedProxLoss(mu=self.settings.fedprox_mu)
+        return lambda model: proximal(model, anchor)
+
+    def _metrics_reply(self, split: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        # (1) receive the model to score
+        if self._receive(shareable, fl_ctx) is None:
+            return make_reply(ReturnCode.BAD_TASK_DATA)
+        # (2) score it on this site's cases
+        metrics = self._evaluate(split, fl_ctx, abort_signal)
+        if abort_signal.triggered:
+            return make_reply(ReturnCode.TASK_ABORTED)
+        owner = shareable.get_header(AppConstants.MODEL_OWNER, "global model")
+        self.log_info(fl_ctx, f"{owner} on {split}: mean Dice {metrics[MEAN_DICE]:.4f} over {metrics['n_cases']} cases")
+        # (3) send the scores back
+        return DXO(DataKind.METRICS, data={**metrics, "split": split}).to_shareable()
+
+    def _validate(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        return self._metrics_reply(self.eval_split, shareable, fl_ctx, abort_signal)
+
+    def _score_global(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        return self._metrics_reply("validation", shareable, fl_ctx, abort_signal)

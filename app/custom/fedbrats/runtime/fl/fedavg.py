@@ -1,0 +1,90 @@
+"""FedAvg (ScatterAndGather) that also scores the final global model for the best-model selection."""
+
+import inspect
+
+from nvflare.apis.controller_spec import Task
+from nvflare.apis.dxo import DataKind, from_shareable
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.signal import Signal
+from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_common.app_event_type import AppEventType
+from nvflare.app_common.workflows.scatter_and_gather import ScatterAndGather
+
+from fedbrats.runtime.fl.flare_compat import serialize_always
+from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector, metric_and_cases
+
+
+@serialize_always(
+    "min_clients",
+    "num_rounds",
+    "aggregator_id",
+    "persistor_id",
+    "shareable_generator_id",
+    "train_task_name",
+    "model_selector_id",
+    "score_task_name",
+)
+class ScoredScatterAndGather(ScatterAndGather):
+    """ScatterAndGather plus one validation broadcast of the final global model.
+
+    The sites score the global model they receive at the start of each round; the model made by the
+    last aggregation would otherwise never be scored, and a one-round job would have no best model.
+    A resumed run starts at ``start_round`` and runs ``num_rounds`` more: the sites are told the planned total,
+    ``start_round + num_rounds``, as the number of rounds (their learning-rate schedule follows it).
+    """
+
+    def __init__(
+        self, *args, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs
+    ):
+        # *args with **kwargs: FLARE's Job API then also writes ScatterAndGather's arguments into the job's config
+        super().__init__(*args, **kwargs)
+        self.model_selector_id = model_selector_id
+        self.score_task_name = score_task_name
+        given = inspect.signature(ScatterAndGather.__init__).bind(self, *args, **kwargs)
+        given.apply_defaults()
+        self.workflow_args = {k: v for k, v in given.arguments.items() if k != "self"}
+        self.planned_rounds = self.workflow_args["start_round"] + self.workflow_args["num_rounds"]
+        self.rounds_done = self.workflow_args["start_round"]
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext):
+        super().handle_event(event_type, fl_ctx)
+        if event_type == AppEventType.BEFORE_TRAIN_TASK:
+            fl_ctx.get_prop(AppConstants.TRAIN_SHAREABLE).set_header(AppConstants.NUM_ROUNDS, self.planned_rounds)
+        elif event_type == AppEventType.ROUND_DONE:
+            self.rounds_done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) + 1
+
+    def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
+        super().control_flow(abort_signal, fl_ctx)
+        if abort_signal.triggered or self.rounds_done != self.planned_rounds:
+            return
+        selector = fl_ctx.get_engine().get_component(self.model_selector_id)
+        if not isinstance(selector, CaseWeightedModelSelector):
+            self.log_warning(fl_ctx, f"no model selector {self.model_selector_id!r}: final global model not scored")
+            return
+        self.log_info(fl_ctx, "scoring the final global model on the sites' validation cases")
+        global_model = fl_ctx.get_prop(AppConstants.GLOBAL_MODEL)
+        data = self.shareable_gen.learnable_to_shareable(global_model, fl_ctx)
+        data.set_header(AppConstants.CURRENT_ROUND, self.rounds_done)
+        data.set_header(AppConstants.NUM_ROUNDS, self.planned_rounds)
+        task = Task(name=self.score_task_name, data=data, timeout=self.workflow_args["train_timeout"])
+        self.broadcast_and_wait(
+            task=task,
+            min_responses=self.workflow_args["min_clients"],
+            wait_time_after_min_received=self.workflow_args["wait_time_after_min_received"],
+            fl_ctx=fl_ctx,
+            abort_signal=abort_signal,
+        )
+        scores = {}
+        for client_task in task.client_tasks:
+            site = client_task.client.name
+            try:
+                dxo = from_shareable(client_task.result)
+                score = metric_and_cases(dxo.data) if dxo.data_kind == DataKind.METRICS else None
+            except Exception:
+                score = None
+            if score is None:
+                self.log_warning(fl_ctx, f"{site} returned no validation Dice of the final global model")
+            else:
+                scores[site] = score
+        fl_ctx.set_prop(AppConstants.GLOBAL_MODEL, global_model, private=True, sticky=True)  # what a new best saves
+        selector.score_model(self.rounds_done, scores, fl_ctx)

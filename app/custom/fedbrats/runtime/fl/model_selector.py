@@ -1,0 +1,143 @@
+"""In-time selection of the best global model from the sites' validation Dice, weighted by case counts."""
+
+import json
+import math
+import os
+from typing import Dict, Optional, Tuple
+
+from nvflare.apis.dxo import MetaKey, from_shareable
+from nvflare.apis.event_type import EventType
+from nvflare.apis.fl_constant import FLContextKey
+from nvflare.apis.fl_context import FLContext
+from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_common.app_event_type import AppEventType
+from nvflare.widgets.widget import Widget
+
+from fedbrats.runtime.constants import MEAN_DICE, N_CASES
+
+SELECTION_FILE = "global_model_selection.json"
+
+
+def weighted_score(scores: Dict[str, Tuple[float, int]]) -> Optional[float]:
+    """Sum of score x cases over the sum of cases; None without any case."""
+    total = sum(n for _, n in scores.values())
+    return sum(s * n for s, n in scores.values()) / total if total else None
+
+
+def metric_and_cases(metrics: object) -> Optional[Tuple[float, int]]:
+    if not isinstance(metrics, dict):
+        return None
+    value, cases = metrics.get(MEAN_DICE), metrics.get(N_CASES)
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not isinstance(cases, int) or cases <= 0:
+        return None
+    return float(value), cases
+
+
+class CaseWeightedModelSelector(Widget):
+    """Scores the global model each round from the Dice the sites measured on it before training.
+
+    Round 0 is skipped (the sites received the untrained initial model). The final global model is
+    scored by :class:`fedbrats.runtime.fl.fedavg.ScoredScatterAndGather`, which calls :meth:`score_model`.
+    A new best fires ``GLOBAL_BEST_MODEL_AVAILABLE``, on which the persistor saves the best model.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.best_score = -math.inf
+        self.best_round = None
+        self.history = []
+        self.participants = []
+        self.lost = {}
+        """Sites deemed disconnected during the run: site -> the round in which FLARE gave up on it."""
+        self._round = 0
+        self._scores: Dict[str, Tuple[float, int]] = {}
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext):
+        if event_type == EventType.START_RUN:
+            self.best_score, self.best_round, self.history = -math.inf, None, []
+            # the job's sites: the report names a site that is lost during the run even when it sent nothing
+            self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
+            self.lost = {}
+        elif event_type == AppEventType.ROUND_STARTED:
+            self._scores = {}
+            self._round = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) or 0
+        elif event_type == EventType.CLIENT_DISCONNECTED:
+            site = fl_ctx.get_prop(FLContextKey.DISCONNECTED_CLIENT_NAME)
+            self.lost[site] = self._round + 1
+            self.log_warning(fl_ctx, f"{site} lost in round {self._round + 1}: no task waits for it any more")
+            self._write(fl_ctx)
+        elif event_type == EventType.CLIENT_RECONNECTED:
+            site = fl_ctx.get_prop(FLContextKey.RECONNECTED_CLIENT_NAME)
+            if self.lost.pop(site, None) is not None:
+                self.log_info(fl_ctx, f"{site} is back")
+                self._write(fl_ctx)
+        elif event_type == AppEventType.BEFORE_CONTRIBUTION_ACCEPT:
+            self._collect(fl_ctx)
+        elif event_type == AppEventType.BEFORE_AGGREGATION:
+            current_round = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
+            if current_round:
+                self.score_model(current_round, self._scores, fl_ctx)
+            self._scores = {}
+
+    def _collect(self, fl_ctx: FLContext) -> None:
+        peer_ctx = fl_ctx.get_peer_context()
+        site = peer_ctx.get_identity_name(default="?")
+        shareable = peer_ctx.get_prop(FLContextKey.SHAREABLE)
+        if not fl_ctx.get_prop(AppConstants.CURRENT_ROUND):
+            return
+        try:
+            metrics = from_shareable(shareable).get_meta_prop(MetaKey.INITIAL_METRICS)
+        except Exception:
+            metrics = None
+        score = metric_and_cases(metrics)
+        if score is None:
+            self.log_warning(fl_ctx, f"{site} sent no usable validation Dice of the global model: {metrics!r}")
+            return
+        self._scores[site] = score
+
+    def score_model(self, model_round: int, scores: Dict[str, Tuple[float, int]], fl_ctx: FLContext) -> bool:
+        """Record the case-weighted Dice of the global model used in ``model_round``; True if it is the best."""
+        score = weighted_score(scores)
+        entry = {
+            "round": model_round,
+            "score": score,
+            "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()},
+        }
+        # a resumed run scores again the model its earlier run scored last: one entry per round
+        self.history = [h for h in self.history if h.get("round") != model_round] + [entry]
+        is_best = score is not None and score > self.best_score
+        if score is None:
+            self.log_warning(
+                fl_ctx, f"global model of round {model_round} not scored: no site reported validation Dice"
+            )
+        elif is_best:
+            self.best_score, self.best_round = score, model_round
+            self.log_info(fl_ctx, f"new best global model (round {model_round}): case-weighted mean Dice {score:.4f}")
+            fl_ctx.set_prop(AppConstants.VALIDATION_RESULT, score, private=True, sticky=False)
+            self.fire_event(AppEventType.GLOBAL_BEST_MODEL_AVAILABLE, fl_ctx)
+        self._write(fl_ctx)
+        return is_best
+
+    def selection(self) -> dict:
+        """Best round, its score, every round's scores so far and the job's sites."""
+        best_score = self.best_score if self.best_round is not None else None
+        return {
+            "best_round": self.best_round,
+            "best_score": best_score,
+            "history": list(self.history),
+            "participants": list(self.participants),
+            "lost": dict(self.lost),
+        }
+
+    def restore(self, selection: dict, fl_ctx: FLContext) -> None:
+        """Go on from an earlier run's :meth:`selection`: its best stays unless a later one beats it."""
+        self.best_round = selection.get("best_round")
+        score = selection.get("best_score")
+        self.best_score = float(score) if self.best_round is not None and score is not None else -math.inf
+        self.history = list(selection.get("history") or [])
+        self._write(fl_ctx)
+
+    def _write(self, fl_ctx: FLContext) -> None:
+        app_dir = fl_ctx.get_engine().get_workspace().get_app_dir(fl_ctx.get_job_id())
+        with open(os.path.join(app_dir, SELECTION_FILE), "w") as f:
+            json.dump(self.selection(), f, indent=2)

@@ -1,0 +1,60 @@
+"""SegResNetVAE (Myronenko 2018) for the 4 BraTS modalities and 3 nested tumour regions."""
+
+from typing import Optional, Sequence
+
+import torch
+from monai.networks.nets import SegResNetVAE
+
+from fedbrats.runtime.constants import MODALITIES, REGIONS
+from fedbrats.runtime.settings import TrainSettings
+
+_DEFAULTS = TrainSettings()
+
+
+class BratsSegResNetVAE(SegResNetVAE):
+    """SegResNetVAE whose VAE branch is sized for the training crop.
+
+    In training mode ``forward`` returns ``(logits, vae_loss)``; in eval mode ``(logits, None)``.
+    With ``seed``, torch's generator is seeded first, so the initial weights depend on the seed alone and the
+    FLARE server's initial global model is the same in every run of a job.
+    """
+
+    def __init__(
+        self,
+        crop: Sequence[int] = _DEFAULTS.crop,
+        init_filters: int = _DEFAULTS.init_filters,
+        blocks_down: Sequence[int] = _DEFAULTS.blocks_down,
+        blocks_up: Sequence[int] = _DEFAULTS.blocks_up,
+        dropout: float = _DEFAULTS.dropout,
+        seed: Optional[int] = None,
+    ):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        super().__init__(
+            spatial_dims=3,
+            input_image_size=tuple(int(c) for c in crop),
+            in_channels=len(MODALITIES),
+            out_channels=len(REGIONS),
+            init_filters=int(init_filters),
+            blocks_down=tuple(blocks_down),
+            blocks_up=tuple(blocks_up),
+            dropout_prob=dropout,
+        )
+
+
+def build_model(settings: TrainSettings = None) -> BratsSegResNetVAE:
+    """The model of these settings."""
+    return BratsSegResNetVAE(**(settings or TrainSettings()).model_kwargs())
+
+
+def segmentation_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Segmentation output only, for sliding-window inference."""
+    return model(images)[0]
+
+
+def load_weights(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    """Load a checkpoint written by this product or by FLARE's PyTorch persistor."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+    return model

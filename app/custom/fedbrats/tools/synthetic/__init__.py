@@ -1,1 +1,0 @@
-"""Realistic BraTS-like synthetic cases built on the MNI152 brain template."""

@@ -1,0 +1,197 @@
+import json
+
+import pytest
+
+from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, to_markdown, write_report
+
+
+def metrics(tc, wt, et, n, split="testing"):
+    return {
+        "val_dice_tc": tc,
+        "val_dice_wt": wt,
+        "val_dice_et": et,
+        "val_mean_dice": (tc + wt + et) / 3,
+        "n_cases": n,
+        "split": split,
+    }
+
+
+def reference_results():
+    """The published reference run: site-1 (30 cases) and site-2 (12 cases)."""
+    return {
+        "site-1": {FINAL_GLOBAL: metrics(0.8790, 0.9180, 0.8064, 30), BEST_GLOBAL: metrics(0.8, 0.9, 0.7, 30)},
+        "site-2": {FINAL_GLOBAL: metrics(0.6223, 0.8841, 0.5908, 12), BEST_GLOBAL: metrics(0.6, 0.8, 0.5, 12)},
+    }
+
+
+def test_weighted_average_reproduces_the_reference_numbers():
+    report = build_report(reference_results(), {"best_round": 4, "history": [{"round": 4}, {"round": 600}]})
+    final = report["models"][0]
+    assert final["label"] == "global model after 600 rounds"
+    ave = final["average"]
+    assert ave["TC"] == pytest.approx(0.8057, abs=5e-5)
+    assert ave["WT"] == pytest.approx(0.9083, abs=5e-5)
+    assert ave["ET"] == pytest.approx(0.7448, abs=5e-5)
+    assert ave["n_cases"] == 42
+    assert report["models"][1]["label"].startswith("global best model (round 4")
+    assert report["cases"] == {"site-1": 30, "site-2": 12} and report["split"] == "testing"
+
+
+def test_unequal_sites_hand_computed():
+    results = {
+        "site-1": {"site-1": metrics(1.0, 1.0, 1.0, 3)},
+        "site-2": {"site-1": metrics(0.0, 0.5, 0.25, 1)},
+    }
+    row = build_report(results)["models"][2]
+    assert row["average"]["TC"] == pytest.approx(3 / 4)
+    assert row["average"]["WT"] == pytest.approx((3 + 0.5) / 4)
+    assert row["average"]["ET"] == pytest.approx((3 + 0.25) / 4)
+
+
+def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
+    results = reference_results()
+    results["site-2"][BEST_GLOBAL] = {}
+    results["site-1"]["site-2"] = metrics(0.5, 0.5, 0.5, 30)
+    report = build_report(results)
+    best = report["models"][1]
+    assert best["sites"]["site-2"] is None
+    assert best["average"]["TC"] == pytest.approx(0.8) and best["average"]["n_cases"] == 30
+    assert any("SRV_best_FL_global_model.pt on site-2" in w for w in report["warnings"])
+    assert any("site-2 on site-2" in w for w in report["warnings"])
+    markdown = to_markdown(report)
+    assert "| site-2 | missing | missing | missing | missing | - |" in markdown
+    path = tmp_path / "cross_site_val" / "cross_val_results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(results))
+    written = write_report(str(tmp_path))
+    assert json.load(open(tmp_path / "report.json"))["models"][1]["sites"]["site-2"] is None
+    assert (tmp_path / "report.md").read_text() == written["markdown"]
+
+
+def test_a_site_lost_during_the_run_is_named_missing_and_explained():
+    history = [
+        {"round": 1, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2", "site-3")}},
+        {"round": 2, "sites": {s: {"val_mean_dice": 0.6, "n_cases": 1} for s in ("site-1", "site-2")}},
+    ]
+    selection = {
+        "best_round": 2,
+        "history": history,
+        "participants": ["site-1", "site-2", "site-3", "site-4"],
+        "lost": {"site-3": 2},
+    }
+    report = build_report(reference_results(), selection)
+    assert report["sites"] == ["site-1", "site-2", "site-3", "site-4"]
+    assert report["lost_sites"] == {
+        "site-3": {"last_round": 1, "rounds": 2, "disconnected_in_round": 2},
+        "site-4": {"last_round": None, "rounds": 2},
+    }
+    assert all(row["sites"]["site-3"] is None and row["average"]["n_cases"] == 42 for row in report["models"])
+    markdown = to_markdown(report)
+    assert "**Sites lost during the run:**" in markdown
+    assert (
+        "- site-3 took part in the job but has no result in the cross-site evaluation: lost during the run (the last "
+        "global model it scored was that of round 1 of 2; the server stopped waiting for it in round 2); shown as "
+        "missing, not as 0, and left out of every average"
+    ) in markdown
+    assert "site-4 took part in the job" in markdown and "it scored no global model after round 1" in markdown
+    assert "| site-3 | missing | missing | missing | missing | - |" in markdown
+    assert build_report(reference_results())["lost_sites"] == {}
+
+
+def test_no_results_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cross_val_results.json"):
+        write_report(str(tmp_path))
+
+
+def with_hd95(result, hd95, per_case_dice):
+    """``result`` with HD95 per region (mm) and per-case Dice of every region, as the sites send them."""
+    n = result["n_cases"]
+    out = {**result, "val_hd95_tc": hd95[0], "val_hd95_wt": hd95[1], "val_hd95_et": hd95[2]}
+    out["per_case"] = {f"val_{m}_{r}": list(per_case_dice[:n]) for m in ("dice", "hd95") for r in ("tc", "wt", "et")}
+    return out
+
+
+def write_site_events(app_dir, rounds):
+    """TensorBoard events as a site's executor writes them, in ``app_dir/tb_events``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(app_dir / "tb_events"))
+    for r in range(rounds):
+        writer.add_scalar("global_model/val_mean_dice", 0.1 + 0.2 * r, r)
+        writer.add_scalar("local_model/val_mean_dice", 0.2 + 0.2 * r, r)
+        writer.add_scalar("train/loss", 1.0 - 0.1 * r, r)
+    writer.close()
+
+
+def test_hd95_average_and_pictures_of_a_workspace(tmp_path):
+    results = {
+        "site-1": {m: with_hd95(metrics(0.8, 0.9, 0.7, 3), (4.0, 2.0, 6.0), (0.6, 0.8, 1.0)) for m in ("a", "b")},
+        "site-2": {m: with_hd95(metrics(0.5, 0.7, 0.2, 1), (8.0, 6.0, 373.13), (0.1,)) for m in ("a", "b")},
+    }
+    results = {site: {FINAL_GLOBAL: r["a"], BEST_GLOBAL: r["b"]} for site, r in results.items()}
+    server = tmp_path / "server" / "simulate_job"
+    (server / "cross_site_val").mkdir(parents=True)
+    (server / "cross_site_val" / "cross_val_results.json").write_text(json.dumps(results))
+    site_1 = lambda r: {"site-1": {"val_mean_dice": 0.4 + 0.1 * r, "n_cases": 3}}  # noqa: E731
+    history = [{"round": r, "score": 0.3 + 0.1 * r, "sites": site_1(r)} for r in (1, 2)]
+    (server / "global_model_selection.json").write_text(json.dumps({"best_round": 1, "history": history}))
+    for site in ("site-1", "site-2"):
+        app = tmp_path / site / "simulate_job" / f"app_{site}"
+        app.mkdir(parents=True)
+        write_site_events(app, rounds=2)
+    report = write_report(str(tmp_path), str(tmp_path / "out"))
+    ave = report["models"][0]["average"]
+    assert ave["HD95_TC"] == pytest.approx((4.0 * 3 + 8.0) / 4) and ave["HD95_ET"] == pytest.approx((18 + 373.13) / 4)
+    assert report["models"][0]["sites"]["site-1"]["per_case"]["Dice_WT"] == [0.6, 0.8, 1.0]
+    curves = report["curves"]["sites"]["site-1"]
+    assert curves["global"] == [(0, pytest.approx(0.1)), (1, pytest.approx(0.5)), (2, pytest.approx(0.6))]
+    assert curves["local"] == [(1, pytest.approx(0.2)), (2, pytest.approx(0.4))] and len(curves["loss"]) == 2
+    assert report["figures"] == {
+        "heatmap": "report_heatmap.png",
+        "curves": "report_curves.png",
+        "dice_boxes": "report_dice_boxes.png",
+    }
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    for name in report["figures"].values():
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in markdown
+    assert "| site | TC | WT | ET | mean | HD95 TC (mm) | HD95 WT (mm) | HD95 ET (mm) | cases |" in markdown
+    assert "| site-2 | 0.5000 | 0.7000 | 0.2000 | 0.4667 | 8.00 | 6.00 | 373.13 | 1 |" in markdown
+
+
+def test_results_without_per_case_values_have_no_box_plot(tmp_path):
+    path = tmp_path / "cross_site_val" / "cross_val_results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(reference_results()))
+    report = write_report(str(path), str(tmp_path / "out"))
+    assert report["figures"] == {"heatmap": "report_heatmap.png"}
+    assert "HD95" not in report["markdown"] and "![mean Dice, model x site](report_heatmap.png)" in report["markdown"]
+
+
+def test_any_number_of_sites_in_their_numbers_order(tmp_path):
+    cases = {"site-1": 30, "site-2": 12, "site-10": 6}
+    dice = {"site-1": 0.9, "site-2": 0.6, "site-10": 0.3}
+    results = {s: {m: metrics(d, d, d, cases[s]) for m in (FINAL_GLOBAL, BEST_GLOBAL, *cases)} for s, d in dice.items()}
+    report = build_report(results)
+    assert report["sites"] == ["site-1", "site-2", "site-10"] and report["cases"] == cases
+    assert [r["model"] for r in report["models"]] == [FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2", "site-10"]
+    assert report["models"][0]["average"]["mean"] == pytest.approx((0.9 * 30 + 0.6 * 12 + 0.3 * 6) / 48)
+    markdown = to_markdown(report)
+    assert (
+        "| model | site-1 | site-2 | site-10 | AVE |" in markdown and "cases per site: site-1 30, site-2 12" in markdown
+    )
+    path = tmp_path / "cross_site_val" / "cross_val_results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(results))
+    assert write_report(str(path), str(tmp_path / "out"))["figures"] == {"heatmap": "report_heatmap.png"}
+
+
+def test_a_site_whose_evaluation_failed_is_missing_but_not_lost():
+    results = reference_results()
+    results["site-2"] = {}  # site-2 scored every global model, then every cross-site evaluation of it failed
+    history = [
+        {"round": r, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2")}} for r in (1, 2)
+    ]
+    report = build_report(results, {"best_round": 2, "history": history})
+    assert report["lost_sites"] == {}
+    assert all(row["sites"]["site-2"] is None for row in report["models"])
+    assert not any("lost during the run" in w for w in report["warnings"])

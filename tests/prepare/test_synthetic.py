@@ -1,0 +1,142 @@
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose
+
+from fedbrats.cli import main
+from fedbrats.prepare.msd_datalists import read_dataset_json
+from fedbrats.prepare.phantom.case import generate_case, site_seed
+from fedbrats.prepare.phantom.layouts import write_brats_case, write_msd_case
+from fedbrats.prepare.synthetic import split_sizes, write_sites
+from fedbrats.runtime.constants import MODALITIES
+from fedbrats.runtime.data.datalist import resolve_datalist, resolve_entry
+from fedbrats.runtime.data.transforms import deterministic_transforms
+
+SITES = ["site-1", "site-2", "site-3:mix"]
+"""The reference sites and a third holding both grades in BraTS 2018's proportion."""
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    return root, write_sites(root, SITES, 3, "reduced", seed=7, workers=2)
+
+
+def test_layout_naming_and_datalists(synthetic_root):
+    root, paths = synthetic_root
+    assert sorted(paths) == ["site-1", "site-2", "site-3", "site-All"]
+    for site, grades in (("site-1", ["HGG"] * 3), ("site-2", ["LGG"] * 3), ("site-3", ["HGG", "LGG", "HGG"])):
+        entries = [e for s in ("training", "validation", "testing") for e in resolve_datalist(paths[site], s, root)]
+        assert [e["case"].split("_")[1] for e in entries] == grades, site
+        for e, grade in zip(entries, grades):
+            case = e["case"]
+            folder = os.path.join(root, grade, case)
+            assert e["image"] == [os.path.join(folder, f"{case}_{m}.nii.gz") for m in MODALITIES]
+            assert e["label"] == os.path.join(folder, f"{case}_seg.nii.gz")
+    assert json.load(open(paths["site-All"]))["training"] == [
+        e for site in ("site-1", "site-2", "site-3") for e in json.load(open(paths[site]))["training"]
+    ]
+
+
+def test_every_site_gets_cases_of_its_own(synthetic_root):
+    root, paths = synthetic_root
+    hgg = [resolve_datalist(paths[site], "training", root)[0]["image"][0] for site in ("site-1", "site-3")]
+    assert not np.array_equal(nib.load(hgg[0]).get_fdata(), nib.load(hgg[1]).get_fdata())
+    assert site_seed("site-7") == 7 and site_seed("hospital-a") != site_seed("hospital-b")
+
+
+def test_bad_sites_are_refused_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="site 'site-3:GBM': the grade must be HGG, LGG, mix or mix=F"):
+        main(["synthetic", "--out", str(tmp_path / "d"), "--sites", "site-1", "site-3:GBM"])
+    with pytest.raises(ValueError, match="site-All names the union"):
+        write_sites(str(tmp_path / "d"), ["site-1", "site-All"], 1)
+    assert not (tmp_path / "d").exists()
+
+
+def test_volumes_look_like_brats(synthetic_root):
+    root, paths = synthetic_root
+    entry = resolve_datalist(paths["site-1"], "training", root)[0]
+    seg = nib.load(entry["label"])
+    assert seg.shape == (120, 120, 78) and np.allclose(seg.header.get_zooms(), 2.0)
+    labels = np.asarray(seg.dataobj)
+    assert set(np.unique(labels)) == {0, 1, 2, 4}
+    flair = np.asarray(nib.load(entry["image"][3]).dataobj).astype(float)
+    t1 = np.asarray(nib.load(entry["image"][1]).dataobj).astype(float)
+    t1ce = np.asarray(nib.load(entry["image"][0]).dataobj).astype(float)
+    brain = flair > 0
+    assert 0.1 < brain.mean() < 0.4 and not brain[labels > 0].size - brain[labels > 0].sum()
+    assert flair[labels == 2].mean() > 1.3 * flair[brain & (labels == 0)].mean()  # oedema bright on FLAIR
+    assert t1ce[labels == 4].mean() / t1[labels == 4].mean() > 1.5 * t1ce[brain].mean() / t1[brain].mean()
+
+
+def test_hgg_and_lgg_profiles_differ():
+    def stats(grade):
+        out = []
+        for i in range(4):
+            v, _, info = generate_case(grade, "reduced", (3, 0 if grade == "HGG" else 1, i))
+            out.append(((v["seg"] == 4).sum(), (v["seg"] > 0).sum(), info["core_radius_mm"]))
+        return np.array(out, float)
+
+    hgg, lgg = stats("HGG"), stats("LGG")
+    assert (hgg[:, 0] > 0).all()  # every HGG enhances
+    assert hgg[:, 0].mean() > 3 * lgg[:, 0].mean()
+    assert hgg[:, 1].mean() > 1.5 * lgg[:, 1].mean()
+
+
+def test_deterministic_per_seed():
+    a, _, _ = generate_case("LGG", "reduced", (1, 2, 3))
+    b, _, _ = generate_case("LGG", "reduced", (1, 2, 3))
+    c, _, _ = generate_case("LGG", "reduced", (1, 2, 4))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["flair"], c["flair"])
+
+
+def test_full_size_grid():
+    v, affine, _ = generate_case("HGG", "full", (0, 1, 1))
+    assert v["flair"].shape == (240, 240, 155) and v["flair"].dtype == np.int16
+    assert np.allclose(np.abs(np.diag(affine)[:3]), 1.0)
+
+
+def test_split_sizes():
+    assert split_sizes(8) == (6, 1, 1) and split_sizes(20) == (14, 3, 3) and split_sizes(2) == (2, 0, 0)
+
+
+def test_a_split_that_does_not_add_up_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match=r"split \(2, 1, 1\) does not add up to 5 cases per site"):
+        write_sites(str(tmp_path / "data"), ["site-1"], 5, split=(2, 1, 1))
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_case_gives_the_same_training_tensors_in_the_msd_layout(tmp_path, tiny_settings):
+    volumes, affine, _ = generate_case("HGG", "reduced", (7, 1, 1))
+    root = str(tmp_path)
+    brats = resolve_entry(write_brats_case(root, "Synth_1", "HGG", volumes, affine), root)
+    msd = resolve_entry(write_msd_case(root, "Synth_1", volumes, affine), root)
+    assert msd["format"] == "msd" and nib.load(msd["image"]).shape == (120, 120, 78, 4)
+    cached = Compose(deterministic_transforms(tiny_settings.replace(pixdim=4.0)))
+    a, b = cached(brats), cached(msd)
+    assert a["image"].shape == (4, 60, 60, 40) and a["label"][2].sum() > 0  # enhancing tumour present
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_msd_layout_sites_and_dataset_json(tmp_path):
+    root = str(tmp_path)
+    paths = write_sites(root, ["site-1"], 2, "reduced", seed=7, workers=1, layout="msd")
+    dataset = json.load(open(os.path.join(root, "dataset.json")))
+    assert dataset["numTraining"] == 2 and dataset["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    assert dataset["training"][0] == {
+        "image": "./imagesTr/Synth18_HGG_site1_001.nii.gz",
+        "label": "./labelsTr/Synth18_HGG_site1_001.nii.gz",
+    }
+    assert sorted(read_dataset_json(os.path.join(root, "dataset.json"))) == [
+        "Synth18_HGG_site1_001",
+        "Synth18_HGG_site1_002",
+    ]
+    entries = resolve_datalist(paths["site-1"], "training", root)
+    assert [e["case"] for e in entries] == ["Synth18_HGG_site1_001", "Synth18_HGG_site1_002"]
+    labels = np.asarray(nib.load(entries[0]["label"]).dataobj)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}

@@ -1,0 +1,105 @@
+"""A job aborted from the admin side (``nvflare job abort``) while the sites train: every site stops within one
+local step of the abort reaching it, nothing is sent, and the job's processes end; the POC system itself keeps
+running until it is stopped, and then nothing is left."""
+
+import re
+import time
+
+import pytest
+from builders import TINY_TRAINING
+from poc_helpers import job_log, processes_naming, start_with_tiny_sites, wait_for
+
+from fedbrats.federation.catalog import job_recipe
+from fedbrats.runners.poc import PocSystem, listening_ports
+
+pytestmark = pytest.mark.slow
+
+
+SITES = ["site-1", "site-2"]
+JOB = "brats_fedavg_demo"
+LOCAL_STEPS = 100000
+"""Far more than the sites take before the abort: the round could not end on its own during the test."""
+REACH = 30
+"""Seconds from starting ``nvflare job abort`` to a site's training loop stopping: mostly the command's own start
+(Python imports, login), 10 s on a loaded 2-core machine; server to site to job takes about 2 s."""
+STOPPED = (
+    r"round 1/2: job aborted: training stopped after (\d+) steps \(([\d.]+) s per step\), ([\d.]+) s after the "
+    r"abort reached the site"
+)
+STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - .*"
+
+
+def logged_at(log, pattern):
+    """The time of the first log line matching ``pattern`` and the match, or None."""
+    for line in log.splitlines():
+        found = re.search(pattern, line)
+        stamp = re.match(STAMP, line)
+        if found and stamp:
+            day = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
+            return day + int(stamp.group(2)) / 1000, found
+    return None
+
+
+@pytest.fixture(scope="module")
+def aborted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("abort")
+    poc = PocSystem(str(tmp / "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
+    try:
+        start_with_tiny_sites(poc, tmp)
+        training = {**TINY_TRAINING, "local_steps": LOCAL_STEPS}
+        job_id = poc.submit(job_recipe(JOB, {"num_rounds": 2, "training": training, "sites": SITES}))
+        training_line = f"round 1/2 training starts: {LOCAL_STEPS} local steps"
+        wait_for(lambda: all(training_line in job_log(poc, s, job_id) for s in SITES), 240, "the sites' training")
+        time.sleep(3)  # some steps into the round
+        abort_at = time.time()
+        poc.nvflare("job", "abort", job_id, "--force", timeout=120)
+        status = poc.wait(job_id, timeout=120)
+        job_ended = wait_for(
+            lambda: not processes_naming(job_id, poc.our_processes()) and time.time(), 60, "the job's processes"
+        )
+        services = len(poc.our_processes())
+        logs = {s: job_log(poc, s, job_id) for s in SITES}
+        poc.stop(grace=5)
+        yield {
+            "poc": poc,
+            "status": status,
+            "abort_at": abort_at,
+            "job_ended": job_ended,
+            "services": services,
+            "logs": logs,
+        }
+    finally:
+        if poc.our_processes():
+            poc.stop(grace=5)
+
+
+def test_the_job_ends_aborted(aborted):
+    assert "ABORTED" in aborted["status"], aborted["status"]
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_each_site_stops_training_within_one_step(aborted, site):
+    log = aborted["logs"][site]
+    found = logged_at(log, STOPPED)
+    assert found, log[-3000:]
+    at, match = found
+    steps, per_step, after_arrival = int(match.group(1)), float(match.group(2)), float(match.group(3))
+    print(
+        f"{site}: stopped after {steps} steps ({per_step:.2f} s each), {after_arrival:.2f} s after the abort "
+        f"reached it, {at - aborted['abort_at']:.1f} s after the admin command"
+    )
+    assert 0 < steps < LOCAL_STEPS
+    assert after_arrival <= 2 * per_step  # the step in flight when the abort arrived, and no further one
+    assert at - aborted["abort_at"] <= REACH
+    assert "global model val Dice" not in log  # no round finished, nothing was sent
+
+
+def test_the_jobs_processes_end_and_the_system_stays_up(aborted):
+    print(f"the job's processes ended {aborted['job_ended'] - aborted['abort_at']:.1f} s after the abort")
+    assert aborted["services"] > 0  # server and sites still run: the next job can be submitted
+
+
+def test_nothing_left_running(aborted):
+    poc = aborted["poc"]
+    assert poc.our_processes() == []
+    assert poc.port not in listening_ports()

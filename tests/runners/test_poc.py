@@ -1,0 +1,115 @@
+"""The complete POC round trip: separate server and site processes, a submitted job, the report."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from builders import TINY_TRAINING, write_site
+
+from fedbrats.cli import main
+from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL
+from fedbrats.runners import poc
+from fedbrats.runners.poc import FL_PORT, PocSystem, listening_ports, make_site_data, round_trip
+
+SITES = ["site-1", "site-2"]
+
+
+@pytest.fixture(scope="module")
+def poc_run(tmp_path_factory):
+    if FL_PORT in listening_ports():
+        pytest.skip(f"port {FL_PORT} is already in use by another FLARE system")
+    tmp = str(tmp_path_factory.mktemp("poc"))
+    site_data = {}
+    for k, site in enumerate(SITES):
+        root = os.path.join(tmp, f"hospital-{k + 1}")
+        site_data[site] = {
+            "data_root": root,
+            "datalist": write_site(root, n_train=2, n_val=1, n_test=1 + k, name="list.json"),
+        }
+    root = os.path.join(tmp, "poc")
+    try:
+        yield (
+            root,
+            round_trip(root, overrides={"num_rounds": 2, "training": TINY_TRAINING}, site_data=site_data, timeout=600),
+        )
+    finally:
+        PocSystem(root, SITES).stop(grace=5)
+
+
+@pytest.mark.slow
+def test_report_holds_every_model_and_site_with_weighted_average(poc_run):
+    _, report = poc_run
+    assert [r["model"] for r in report["models"]] == [FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2"]
+    assert report["cases"] == {"site-1": 1, "site-2": 2} and not report["warnings"]
+    for row in report["models"]:
+        s1, s2 = row["sites"]["site-1"], row["sites"]["site-2"]
+        for region in ("TC", "WT", "ET"):
+            assert row["average"][region] == pytest.approx((s1[region] + 2 * s2[region]) / 3)
+    assert report["models"][0]["label"] == "global model after 2 rounds"
+
+
+@pytest.mark.slow
+def test_sites_read_their_own_data_roots(poc_run):
+    root, report = poc_run
+    for site, data in report["site_data"].items():
+        logs = glob.glob(os.path.join(root, "poc", "*", "prod_*", site, report["job_id"], "log.txt"))
+        assert logs, site
+        assert f"data root {data['data_root']}," in open(logs[0]).read()
+    assert report["site_data"]["site-1"]["data_root"] != report["site_data"]["site-2"]["data_root"]
+    assert glob.glob(os.path.join(report["result_dir"], "**", "cross_val_results.json"), recursive=True)
+
+
+@pytest.mark.slow
+def test_nothing_left_running(poc_run):
+    root, _ = poc_run
+    assert PocSystem(root, SITES).our_processes() == []
+    assert FL_PORT not in listening_ports()
+
+
+def test_synthetic_data_of_three_sites_with_their_grades(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(poc, "write_sites", lambda root, sites, cases, size: written.append((root, sites, cases)))
+    data = make_site_data(str(tmp_path), ["site-1", "site-2:HGG", "hospital-3:mix=0.5"], 4)
+    assert list(data) == ["site-1", "site-2", "hospital-3"]
+    assert data["hospital-3"] == {
+        "data_root": str(tmp_path / "hospital-3"),
+        "datalist": str(tmp_path / "hospital-3" / "datalists" / "hospital-3.json"),
+    }
+    assert [(root, [str(s) for s in sites], n) for root, sites, n in written] == [
+        (str(tmp_path / "site-1"), ["site-1:HGG"], 4),
+        (str(tmp_path / "site-2"), ["site-2:HGG"], 4),
+        (str(tmp_path / "hospital-3"), ["hospital-3:mix=0.5"], 4),
+    ]
+
+
+def test_poc_takes_sites_or_site_data_not_both(tmp_path):
+    with pytest.raises(SystemExit, match="give --sites .* or --site-data"):
+        main(["poc", "--root", str(tmp_path), "--sites", "site-1", "--site-data", f"site-1={tmp_path}"])
+    with pytest.raises(SystemExit, match="the grade must be"):
+        main(["poc", "--root", str(tmp_path), "--sites", "site-1:XYZ"])
+
+
+@pytest.mark.slow
+def test_stop_ends_only_the_processes_the_system_started(tmp_path):
+    system = PocSystem(str(tmp_path / "poc-run"), SITES)
+    log = os.path.join(system.root, "server", "log.txt")
+    os.makedirs(os.path.dirname(log))
+    open(log, "w").close()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    started = subprocess.Popen(sleeper + [system.root], env=system.env)  # as FLARE's services inherit it
+    # a wrapper that started the product and a user's process on a log, both naming the folder: neither is ours
+    wrapper = subprocess.Popen(["timeout", "300", *sleeper, system.root])
+    follower = subprocess.Popen(["tail", "-f", log], cwd=system.root)
+    try:
+        assert system.our_processes() == [started.pid]
+        system.stop(grace=2)
+        assert started.wait(timeout=10) == -signal.SIGTERM  # ended by stop's SIGTERM, not by itself
+        assert system.our_processes() == []
+        assert wrapper.poll() is None and follower.poll() is None
+    finally:
+        for proc in (started, wrapper, follower):
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,143 @@
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from builders import modality_path, tumour_case, write_case
+
+from fedbrats.runtime.data.datalist import resolve_entry
+from fedbrats.runtime.data.loaders import data_errors, make_dataset, site_loader
+from fedbrats.runtime.data.transforms import NonzeroNormalized, eval_transforms, train_transforms
+from fedbrats.runtime.errors import BratsDataError
+
+
+def test_label_conversion_to_tc_wt_et(tmp_path, tiny_settings):
+    images, _ = tumour_case((32, 32, 32))
+    labels = np.zeros((32, 32, 32), np.uint8)
+    labels[0, 0, 0], labels[0, 0, 1], labels[0, 0, 2] = 1, 2, 4
+    entry = write_case(str(tmp_path), "Case_L", images=images, labels=labels)
+    out = eval_transforms(tiny_settings)(resolve_entry(entry, str(tmp_path)))
+    label = out["label"]
+    assert label.shape == (3, 32, 32, 32) and label.dtype == torch.float32
+    assert label[:, 0, 0, 0].tolist() == [1, 1, 0]  # necrotic core: TC and WT
+    assert label[:, 0, 0, 1].tolist() == [0, 1, 0]  # oedema: WT only
+    assert label[:, 0, 0, 2].tolist() == [1, 1, 1]  # enhancing: all three
+    assert label[:, 5, 5, 5].tolist() == [0, 0, 0]
+
+
+def test_normalisation_is_per_channel_over_non_zero_voxels(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    entry = json.load(open(datalist))["training"][0]
+    out = eval_transforms(tiny_settings)(resolve_entry(entry, root))
+    image = out["image"]
+    assert image.shape == (4, 32, 32, 32)
+    for c in range(4):
+        inside = image[c][image[c] != 0]
+        assert abs(float(inside.mean())) < 1e-3 and abs(float(inside.std()) - 1) < 1e-2
+    assert float(image[:, :2].abs().max()) == 0.0
+
+
+def test_fast_normalisation_matches_monai():
+    from monai.data import MetaTensor
+    from monai.transforms import NormalizeIntensityd
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(500, 120, (5, 40, 36, 30)).astype(np.float32)
+    image[:, :8] = 0  # background
+    image[2] = 0  # a channel without brain
+    image[3][image[3] != 0] = 250.0  # a constant channel
+    reference = NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)(
+        {"image": MetaTensor(torch.from_numpy(image.copy()))}
+    )["image"]
+    fast = NonzeroNormalized(keys="image")({"image": MetaTensor(torch.from_numpy(image.copy()))})["image"]
+    assert isinstance(fast, MetaTensor) and fast.dtype == torch.float32
+    assert torch.allclose(fast.as_tensor(), reference.as_tensor(), atol=1e-5)
+    assert float(fast[:, :8].abs().max()) == 0.0 and float(fast[2].abs().max()) == 0.0
+
+
+def test_training_crop_flip_and_intensity_augmentation(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    settings = tiny_settings.replace(crop=(24, 16, 20))
+    entry = resolve_entry(json.load(open(datalist))["training"][0], root)
+    transform = train_transforms(settings)
+    transform.set_random_state(0)
+    a, b = transform(dict(entry)), transform(dict(entry))
+    assert a["image"].shape == (4, 24, 16, 20) and a["label"].shape == (3, 24, 16, 20)
+    assert not torch.equal(a["image"], b["image"])
+
+
+def test_resampling_to_the_configured_spacing(tmp_path, tiny_settings):
+    entry = write_case(str(tmp_path), "Case_S", shape=(32, 32, 32))
+    out = eval_transforms(tiny_settings.replace(pixdim=2.0))(resolve_entry(entry, str(tmp_path)))
+    assert out["image"].shape == (4, 16, 16, 16)
+    assert set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
+
+
+def test_cached_dataset_reuses_preprocessing(tiny_site, tiny_settings):
+    root, datalist = tiny_site
+    loader = site_loader(datalist, root, "training", tiny_settings, train=True)
+    assert len(loader.dataset.data.cache) == 2
+    batch = next(iter(loader))
+    assert batch["image"].shape == (1, 4, 32, 32, 32) and batch["case"][0].startswith("Case_")
+
+
+def _site_with_bad_case(tmp_path, tiny_settings, corrupt):
+    root = str(tmp_path)
+    entry = write_case(root, "Case_Bad")
+    corrupt(root, entry)
+    return lambda: make_dataset([resolve_entry(entry, root)], tiny_settings, train=False)
+
+
+def test_corrupt_nifti_names_case_and_file(tmp_path, tiny_settings):
+    def corrupt(root, entry):
+        path = modality_path(root, entry, "t2")
+        with gzip.open(path, "wb") as f:
+            f.write(b"this is not a nifti file")
+
+    with pytest.raises(BratsDataError, match="cannot read NIfTI") as err:
+        _site_with_bad_case(tmp_path, tiny_settings, corrupt)()
+    assert "case Case_Bad" in str(err.value) and "Case_Bad_t2.nii.gz" in str(err.value)
+
+
+def test_truncated_gzip_is_reported(tmp_path, tiny_settings):
+    def corrupt(root, entry):
+        path = modality_path(root, entry, "t1")
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 3])
+
+    with pytest.raises(BratsDataError, match="Case_Bad_t1.nii.gz"):
+        _site_with_bad_case(tmp_path, tiny_settings, corrupt)()
+
+
+def test_modalities_of_different_shapes(tmp_path, tiny_settings):
+    images, labels = tumour_case((32, 32, 32))
+    images[3] = images[3][:, :, :30]
+    entry = write_case(str(tmp_path), "Case_Shape", images=images, labels=labels)
+    with pytest.raises(BratsDataError, match=r"flair has shape \(32, 32, 30\)") as err, data_errors():
+        eval_transforms(tiny_settings)(resolve_entry(entry, str(tmp_path)))
+    assert "Case_Shape_flair.nii.gz" in str(err.value)
+
+
+def test_label_values_outside_brats(tmp_path, tiny_settings):
+    images, labels = tumour_case((32, 32, 32))
+    labels[0, 0, 0] = 3
+    entry = write_case(str(tmp_path), "Case_Lab", images=images, labels=labels)
+    with pytest.raises(BratsDataError, match=r"label values \[3\] outside \[0, 1, 2, 4\]") as err:
+        make_dataset([resolve_entry(entry, str(tmp_path))], tiny_settings, train=False)
+    assert "Case_Lab_seg.nii.gz" in str(err.value) and "case Case_Lab" in str(err.value)
+
+
+def test_bad_case_is_reported_also_without_caching(tmp_path, tiny_settings):
+    images, labels = tumour_case((32, 32, 32))
+    labels[1, 1, 1] = 7
+    entry = write_case(str(tmp_path), "Case_Lazy", images=images, labels=labels)
+    settings = tiny_settings.replace(cache_rate=0.0)
+    dataset = make_dataset([resolve_entry(entry, str(tmp_path))], settings, train=False)
+    from fedbrats.runtime.engine import SegmentationEngine
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1)
+    with pytest.raises(BratsDataError, match="Case_Lazy_seg.nii.gz"):
+        SegmentationEngine(settings).validate(loader)
+    assert os.path.isfile(os.path.join(str(tmp_path), entry["label"]))

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance
+
+from fedbrats.evaluation.scores import case_scores, summary
+from fedbrats.runtime.metrics import HD95_MAX_MM, region_scores
+
+
+def cubes(offset, size=2, shape=(24, 12, 12)):
+    """Two size^3 cubes, the second moved by ``offset`` voxels."""
+    a, b = np.zeros(shape, bool), np.zeros(shape, bool)
+    start = np.array([2, 4, 4])
+    a[tuple(slice(s, s + size) for s in start)] = True
+    b[tuple(slice(s, s + size) for s in start + np.array(offset))] = True
+    return a, b
+
+
+def test_hd95_of_two_cubes_in_millimetres():
+    # 2-voxel cubes 10 voxels apart along x at 1.5 mm: the nearest voxels of the far face lie 10 x 1.5 = 15 mm away
+    a, b = cubes((10, 0, 0))
+    scores = region_scores(a, b, spacing=(1.5, 1.0, 1.0))
+    assert scores["Dice"] == 0.0
+    assert scores["HD95"] == pytest.approx(15.0)
+    # moved by one voxel along z at 2 mm: half of each cube overlaps, every surface voxel is within 2 mm
+    a, b = cubes((0, 0, 1))
+    scores = region_scores(a, b, spacing=(1.5, 1.0, 2.0))
+    assert scores["Dice"] == pytest.approx(0.5)
+    assert scores["HD95"] == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
+def test_scores_on_the_masks_bounding_box_equal_monai_on_the_whole_volume():
+    rng = np.random.default_rng(0)
+    pred, ref = np.zeros((30, 20, 16), bool), np.zeros((30, 20, 16), bool)
+    pred[0:9, 3:12, 5:16] = rng.random((9, 9, 11)) > 0.3  # touches three faces of the volume
+    ref[2:14, 4:15, 6:15] = rng.random((12, 11, 9)) > 0.2
+    spacing = (1.5, 1.0, 2.0)
+    y_pred, y = torch.as_tensor(pred)[None, None], torch.as_tensor(ref)[None, None]
+    expected_hd95 = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)
+    scores = region_scores(pred, ref, spacing)
+    assert scores["HD95"] == pytest.approx(float(expected_hd95))
+    assert scores["Dice"] == pytest.approx(float(compute_dice(y_pred, y, include_background=True)))
+
+
+def test_empty_regions_follow_the_brats_conventions():
+    empty = np.zeros((8, 8, 8), bool)
+    full = empty.copy()
+    full[2:4, 2:4, 2:4] = True
+    assert region_scores(empty, empty, (1, 1, 1)) == {"Dice": 1.0, "HD95": 0.0}
+    assert region_scores(full, empty, (1, 1, 1)) == {"Dice": 0.0, "HD95": HD95_MAX_MM}
+    assert region_scores(empty, full, (1, 1, 1)) == {"Dice": 0.0, "HD95": HD95_MAX_MM}
+    assert HD95_MAX_MM == pytest.approx(np.sqrt(240**2 + 240**2 + 155**2), abs=0.005)
+
+
+def test_case_scores_per_region():
+    ref = np.zeros((10, 10, 10), np.uint8)
+    ref[2:6, 2:6, 2:6] = 2
+    ref[3:5, 3:5, 3:5] = 1
+    pred = ref.copy()
+    pred[pred == 1] = 2  # no core predicted: TC and ET empty in the prediction, ET empty in the reference
+    scores = case_scores(pred, ref, (1.0, 1.0, 1.0))
+    assert scores["Dice_WT"] == 1.0 and scores["HD95_WT"] == 0.0
+    assert scores["Dice_TC"] == 0.0 and scores["HD95_TC"] == HD95_MAX_MM
+    assert scores["Dice_ET"] == 1.0 and scores["HD95_ET"] == 0.0
+
+
+def test_summary_statistics():
+    rows = [{c: v for c in ("Dice_TC", "Dice_WT", "Dice_ET", "HD95_TC", "HD95_WT", "HD95_ET")} for v in (0, 1, 2, 3)]
+    stats = summary(rows)["HD95_ET"]
+    quartiles = {"median": 1.5, "25quantile": 0.75, "75quantile": 2.25}
+    assert stats == {"mean": 1.5, "std": pytest.approx(np.sqrt(1.25)), **quartiles}
