@@ -62,5 +62,5 @@ def test_site_privacy_policy_example_builds_flare_filters_that_let_only_filtered
         diff = from_shareable(run_filters(filters, DXO(DataKind.WEIGHT_DIFF, data=dict(weights)).to_shareable()))
         assert diff.get_meta_prop("filter_history") == [privacy[name].__name__]
         assert {k: v.shape for k, v in diff.data.items()} == {k: v.shape for k, v in weights.items()}
-        metrics = {"val_mean_dice": 0.5, "n_cases": 3}
+        metrics = {"mean_dice": 0.5, "n_cases": 3}
         assert from_shareable(run_filters(filters, DXO(DataKind.METRICS, data=metrics).to_shareable())).data == metrics

@@ -8,7 +8,7 @@ import pytest
 from builders import LPS_1_5MM, shifted, write_case
 
 from fedbrats.cli import main
-from fedbrats.evaluation.scores import HD95_MAX_MM
+from fedbrats.runtime.metrics import HD95_MAX_MM
 
 
 def references_and_predictions(tmp_path):
@@ -31,13 +31,16 @@ def test_evaluate_writes_per_case_scores_and_a_summary(tmp_path):
     assert main(["evaluate", str(preds), "--labels", str(refs), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "evaluation.csv")))
     assert [r["case"] for r in rows] == ["Case_A", "Case_B"]
-    assert all(float(rows[0][f"Dice_{r}"]) == 1.0 and float(rows[0][f"HD95_{r}"]) == 0.0 for r in ("TC", "WT", "ET"))
-    assert float(rows[1]["Dice_TC"]) == 1.0 and float(rows[1]["Dice_WT"]) == 1.0
-    assert float(rows[1]["Dice_ET"]) == 0.0 and float(rows[1]["HD95_ET"]) == HD95_MAX_MM
+    assert all(
+        float(rows[0][f"dice_{r.lower()}"]) == 1.0 and float(rows[0][f"hd95_{r.lower()}"]) == 0.0
+        for r in ("TC", "WT", "ET")
+    )
+    assert float(rows[1]["dice_tc"]) == 1.0 and float(rows[1]["dice_wt"]) == 1.0
+    assert float(rows[1]["dice_et"]) == 0.0 and float(rows[1]["hd95_et"]) == HD95_MAX_MM
     summary = json.load(open(out / "summary.json"))
     assert summary["n_cases"] == 2
-    assert summary["summary"]["Dice_ET"]["mean"] == 0.5
-    assert summary["summary"]["HD95_ET"]["median"] == pytest.approx(HD95_MAX_MM / 2)
+    assert summary["summary"]["dice_et"]["mean"] == 0.5
+    assert summary["summary"]["hd95_et"]["median"] == pytest.approx(HD95_MAX_MM / 2)
     assert "| HD95 (mm) | ET |" in (out / "summary.md").read_text()
 
 

@@ -35,7 +35,10 @@ def test_exports_match_pytorch_on_the_check_input(exported):
     for fmt, file in (("torchscript", "model.ts"), ("onnx", "model.onnx")):
         assert record[fmt]["file"] == file and os.path.getsize(out / file) == record[fmt]["bytes"]
         assert record[fmt]["max_abs_diff"] < 1e-4 and record[fmt]["seconds"] > 0, fmt
-        assert record[fmt]["dice"] == {"TC": 1.0, "WT": 1.0, "ET": 1.0} and record[fmt]["differing_voxels"] == 0
+        assert (
+            record[fmt]["dice"] == {"dice_tc": 1.0, "dice_wt": 1.0, "dice_et": 1.0}
+            and record[fmt]["differing_voxels"] == 0
+        )
 
 
 def test_exported_graphs_return_logits_for_other_batch_and_spatial_sizes(exported):
@@ -59,7 +62,7 @@ def test_compare_counts_what_differs():
     logits = reference.copy()
     logits[0, 1, 0, 0, 0] = -0.5  # one WT voxel lost
     result = compare(logits, reference)
-    assert result["dice"] == {"TC": 1.0, "WT": pytest.approx(6 / 7), "ET": 1.0}
+    assert result["dice"] == {"dice_tc": 1.0, "dice_wt": pytest.approx(6 / 7), "dice_et": 1.0}
     assert result["differing_voxels"] == 1 and result["max_abs_diff"] == 2.5 and not result["matches"]
 
 

@@ -12,7 +12,7 @@ from fedbrats.runtime.settings import TrainSettings
 
 
 def scores(tc, wt, et, n):
-    return {"val_dice_tc": tc, "val_dice_wt": wt, "val_dice_et": et, "val_mean_dice": (tc + wt + et) / 3, "n_cases": n}
+    return {"dice_tc": tc, "dice_wt": wt, "dice_et": et, "mean_dice": (tc + wt + et) / 3, "n_cases": n}
 
 
 def finished_run(ws):
@@ -50,8 +50,8 @@ def test_model_card_is_a_monai_bundle_with_settings_rounds_and_cross_site_scores
     assert info["model"] == "final global model" and info["round"] == 3 and info["num_rounds"] == 3
     assert info["training_settings"] == TrainSettings.from_dict(TINY_TRAINING).to_dict()
     average = info["cross_site_evaluation"]["average"]
-    assert average["TC"] == pytest.approx((0.6 * 2 + 0.3) / 3) and average["n_cases"] == 3
-    assert card["eval_metrics"]["val_mean_dice_wt"] == pytest.approx((0.9 * 2 + 0.6) / 3)
+    assert average["dice_tc"] == pytest.approx((0.6 * 2 + 0.3) / 3) and average["n_cases"] == 3
+    assert card["eval_metrics"]["dice_wt"] == pytest.approx((0.9 * 2 + 0.6) / 3)
     weights = torch.load(os.path.join(bundle, "models", "model.pt"))
     build_model(TrainSettings.from_dict(TINY_TRAINING)).load_state_dict(weights)
     assert "cross_val_results.json" in capsys.readouterr().out

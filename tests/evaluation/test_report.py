@@ -7,10 +7,10 @@ from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, build_report, 
 
 def metrics(tc, wt, et, n, split="testing"):
     return {
-        "val_dice_tc": tc,
-        "val_dice_wt": wt,
-        "val_dice_et": et,
-        "val_mean_dice": (tc + wt + et) / 3,
+        "dice_tc": tc,
+        "dice_wt": wt,
+        "dice_et": et,
+        "mean_dice": (tc + wt + et) / 3,
         "n_cases": n,
         "split": split,
     }
@@ -29,9 +29,9 @@ def test_weighted_average_reproduces_the_reference_numbers():
     final = report["models"][0]
     assert final["label"] == "global model after 600 rounds"
     ave = final["average"]
-    assert ave["TC"] == pytest.approx(0.8057, abs=5e-5)
-    assert ave["WT"] == pytest.approx(0.9083, abs=5e-5)
-    assert ave["ET"] == pytest.approx(0.7448, abs=5e-5)
+    assert ave["dice_tc"] == pytest.approx(0.8057, abs=5e-5)
+    assert ave["dice_wt"] == pytest.approx(0.9083, abs=5e-5)
+    assert ave["dice_et"] == pytest.approx(0.7448, abs=5e-5)
     assert ave["n_cases"] == 42
     assert report["models"][1]["label"].startswith("global best model (round 4")
     assert report["cases"] == {"site-1": 30, "site-2": 12} and report["split"] == "testing"
@@ -43,9 +43,9 @@ def test_unequal_sites_hand_computed():
         "site-2": {"site-1": metrics(0.0, 0.5, 0.25, 1)},
     }
     row = build_report(results)["models"][2]
-    assert row["average"]["TC"] == pytest.approx(3 / 4)
-    assert row["average"]["WT"] == pytest.approx((3 + 0.5) / 4)
-    assert row["average"]["ET"] == pytest.approx((3 + 0.25) / 4)
+    assert row["average"]["dice_tc"] == pytest.approx(3 / 4)
+    assert row["average"]["dice_wt"] == pytest.approx((3 + 0.5) / 4)
+    assert row["average"]["dice_et"] == pytest.approx((3 + 0.25) / 4)
 
 
 def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
@@ -55,7 +55,7 @@ def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
     report = build_report(results)
     best = report["models"][1]
     assert best["sites"]["site-2"] is None
-    assert best["average"]["TC"] == pytest.approx(0.8) and best["average"]["n_cases"] == 30
+    assert best["average"]["dice_tc"] == pytest.approx(0.8) and best["average"]["n_cases"] == 30
     assert any("SRV_best_FL_global_model.pt on site-2" in w for w in report["warnings"])
     assert any("site-2 on site-2" in w for w in report["warnings"])
     markdown = to_markdown(report)
@@ -70,8 +70,8 @@ def test_missing_result_is_shown_and_left_out_of_the_average(tmp_path):
 
 def test_a_site_lost_during_the_run_is_named_missing_and_explained():
     history = [
-        {"round": 1, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2", "site-3")}},
-        {"round": 2, "sites": {s: {"val_mean_dice": 0.6, "n_cases": 1} for s in ("site-1", "site-2")}},
+        {"round": 1, "sites": {s: {"mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2", "site-3")}},
+        {"round": 2, "sites": {s: {"mean_dice": 0.6, "n_cases": 1} for s in ("site-1", "site-2")}},
     ]
     selection = {
         "best_round": 2,
@@ -106,8 +106,8 @@ def test_no_results_file(tmp_path):
 def with_hd95(result, hd95, per_case_dice):
     """``result`` with HD95 per region (mm) and per-case Dice of every region, as the sites send them."""
     n = result["n_cases"]
-    out = {**result, "val_hd95_tc": hd95[0], "val_hd95_wt": hd95[1], "val_hd95_et": hd95[2]}
-    out["per_case"] = {f"val_{m}_{r}": list(per_case_dice[:n]) for m in ("dice", "hd95") for r in ("tc", "wt", "et")}
+    out = {**result, "hd95_tc": hd95[0], "hd95_wt": hd95[1], "hd95_et": hd95[2]}
+    out["per_case"] = {f"{m}_{r}": list(per_case_dice[:n]) for m in ("dice", "hd95") for r in ("tc", "wt", "et")}
     return out
 
 
@@ -117,8 +117,8 @@ def write_site_events(app_dir, rounds):
 
     writer = SummaryWriter(str(app_dir / "tb_events"))
     for r in range(rounds):
-        writer.add_scalar("global_model/val_mean_dice", 0.1 + 0.2 * r, r)
-        writer.add_scalar("local_model/val_mean_dice", 0.2 + 0.2 * r, r)
+        writer.add_scalar("global_model/mean_dice", 0.1 + 0.2 * r, r)
+        writer.add_scalar("local_model/mean_dice", 0.2 + 0.2 * r, r)
         writer.add_scalar("train/loss", 1.0 - 0.1 * r, r)
     writer.close()
 
@@ -132,7 +132,7 @@ def test_hd95_average_and_pictures_of_a_workspace(tmp_path):
     server = tmp_path / "server" / "simulate_job"
     (server / "cross_site_val").mkdir(parents=True)
     (server / "cross_site_val" / "cross_val_results.json").write_text(json.dumps(results))
-    site_1 = lambda r: {"site-1": {"val_mean_dice": 0.4 + 0.1 * r, "n_cases": 3}}  # noqa: E731
+    site_1 = lambda r: {"site-1": {"mean_dice": 0.4 + 0.1 * r, "n_cases": 3}}  # noqa: E731
     history = [{"round": r, "score": 0.3 + 0.1 * r, "sites": site_1(r)} for r in (1, 2)]
     (server / "global_model_selection.json").write_text(json.dumps({"best_round": 1, "history": history}))
     for site in ("site-1", "site-2"):
@@ -141,8 +141,8 @@ def test_hd95_average_and_pictures_of_a_workspace(tmp_path):
         write_site_events(app, rounds=2)
     report = write_report(str(tmp_path), str(tmp_path / "out"))
     ave = report["models"][0]["average"]
-    assert ave["HD95_TC"] == pytest.approx((4.0 * 3 + 8.0) / 4) and ave["HD95_ET"] == pytest.approx((18 + 373.13) / 4)
-    assert report["models"][0]["sites"]["site-1"]["per_case"]["Dice_WT"] == [0.6, 0.8, 1.0]
+    assert ave["hd95_tc"] == pytest.approx((4.0 * 3 + 8.0) / 4) and ave["hd95_et"] == pytest.approx((18 + 373.13) / 4)
+    assert report["models"][0]["sites"]["site-1"]["per_case"]["dice_wt"] == [0.6, 0.8, 1.0]
     curves = report["curves"]["sites"]["site-1"]
     assert curves["global"] == [(0, pytest.approx(0.1)), (1, pytest.approx(0.5)), (2, pytest.approx(0.6))]
     assert curves["local"] == [(1, pytest.approx(0.2)), (2, pytest.approx(0.4))] and len(curves["loss"]) == 2
@@ -174,7 +174,7 @@ def test_any_number_of_sites_in_their_numbers_order(tmp_path):
     report = build_report(results)
     assert report["sites"] == ["site-1", "site-2", "site-10"] and report["cases"] == cases
     assert [r["model"] for r in report["models"]] == [FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2", "site-10"]
-    assert report["models"][0]["average"]["mean"] == pytest.approx((0.9 * 30 + 0.6 * 12 + 0.3 * 6) / 48)
+    assert report["models"][0]["average"]["mean_dice"] == pytest.approx((0.9 * 30 + 0.6 * 12 + 0.3 * 6) / 48)
     markdown = to_markdown(report)
     assert (
         "| model | site-1 | site-2 | site-10 | AVE |" in markdown and "cases per site: site-1 30, site-2 12" in markdown
@@ -189,7 +189,7 @@ def test_a_site_whose_evaluation_failed_is_missing_but_not_lost():
     results = reference_results()
     results["site-2"] = {}  # site-2 scored every global model, then every cross-site evaluation of it failed
     history = [
-        {"round": r, "sites": {s: {"val_mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2")}} for r in (1, 2)
+        {"round": r, "sites": {s: {"mean_dice": 0.5, "n_cases": 1} for s in ("site-1", "site-2")}} for r in (1, 2)
     ]
     report = build_report(results, {"best_round": 2, "history": history})
     assert report["lost_sites"] == {}

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 from builders import LPS_1_5MM, tumour_case, write_case
 
-from fedbrats.evaluation.scores import case_scores
+from fedbrats.evaluation.evaluate import case_scores
 from fedbrats.evaluation.segmenter import CaseSegmenter, write_labels
 from fedbrats.runtime.data.guards import voxel_sizes
 from fedbrats.runtime.data.transforms import eval_transforms
@@ -29,7 +29,7 @@ def test_predicting_the_reference_gives_it_back_on_a_non_ras_1_5_mm_grid(tmp_pat
     predicted = CaseSegmenter(settings, oracle(case, settings))({"case": "Case_LPS", "image": images})
     np.testing.assert_array_equal(predicted, labels)
     scores = case_scores(predicted, labels, voxel_sizes(LPS_1_5MM))
-    assert scores == {"Dice_TC": 1.0, "Dice_WT": 1.0, "Dice_ET": 1.0, "HD95_TC": 0.0, "HD95_WT": 0.0, "HD95_ET": 0.0}
+    assert scores == {"dice_tc": 1.0, "dice_wt": 1.0, "dice_et": 1.0, "hd95_tc": 0.0, "hd95_wt": 0.0, "hd95_et": 0.0}
 
 
 def test_written_labels_keep_the_grid_of_the_t1c(tmp_path):

@@ -39,7 +39,7 @@ def test_a_site_trains_from_its_own_values_of_the_tensors_it_keeps():
 
 def test_the_utility_cost_table_compares_each_model_with_and_without_the_filter():
     def arm(mean):
-        site = {"TC": mean, "WT": mean, "ET": mean, "mean": mean, "n_cases": 4}
+        site = {"dice_tc": mean, "dice_wt": mean, "dice_et": mean, "mean_dice": mean, "n_cases": 4}
         model = {"sites": {"site-1": site, "site-2": site}, "average": {**site, "n_cases": 8}}
         return {"models": {"final": model, "best": model}}
 

@@ -49,8 +49,8 @@ def test_every_arm_is_evaluated_on_every_site(study):
             assert set(model["sites"]) == {"site-1", "site-2"}
             cases = [r["n_cases"] for r in model["sites"].values()]
             assert cases == [2, 2] and model["average"]["n_cases"] == 4
-            expected = sum(r["WT"] * r["n_cases"] for r in model["sites"].values()) / sum(cases)
-            assert model["average"]["WT"] == pytest.approx(expected)
+            expected = sum(r["dice_wt"] * r["n_cases"] for r in model["sites"].values()) / sum(cases)
+            assert model["average"]["dice_wt"] == pytest.approx(expected)
         assert saved["arms"][arm]["curve"][-1]["steps"] == (6 if arm.startswith(FINETUNED) else 4)
 
 
@@ -121,7 +121,7 @@ def test_paired_difference_of_two_models_on_the_same_cases():
     def site(tc, wt, et):
         return {
             "n_cases": len(tc),
-            PER_CASE: {"Dice_TC": tc, "Dice_WT": wt, "Dice_ET": et},
+            PER_CASE: {"dice_tc": tc, "dice_wt": wt, "dice_et": et},
         }  # as site_result names them
 
     a = site([0.9, 0.6], [0.9, 0.9], [0.6, 0.3])  # case means 0.8 and 0.6

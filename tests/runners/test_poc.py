@@ -13,6 +13,7 @@ from fedbrats.cli import main
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL
 from fedbrats.runners import poc
 from fedbrats.runners.poc import FL_PORT, PocSystem, listening_ports, make_site_data, round_trip
+from fedbrats.runtime.constants import DICE_METRICS
 
 SITES = ["site-1", "site-2"]
 
@@ -46,8 +47,8 @@ def test_report_holds_every_model_and_site_with_weighted_average(poc_run):
     assert report["cases"] == {"site-1": 1, "site-2": 2} and not report["warnings"]
     for row in report["models"]:
         s1, s2 = row["sites"]["site-1"], row["sites"]["site-2"]
-        for region in ("TC", "WT", "ET"):
-            assert row["average"][region] == pytest.approx((s1[region] + 2 * s2[region]) / 3)
+        for metric in DICE_METRICS:
+            assert row["average"][metric] == pytest.approx((s1[metric] + 2 * s2[metric]) / 3)
     assert report["models"][0]["label"] == "global model after 2 rounds"
 
 

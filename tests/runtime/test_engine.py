@@ -3,7 +3,7 @@ import pytest
 import torch
 from monai.utils import set_determinism
 
-from fedbrats.runtime.constants import HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_METRICS
+from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE
 from fedbrats.runtime.data.loaders import site_loader
 from fedbrats.runtime.engine import SegmentationEngine, evaluate, region_masks
 from fedbrats.runtime.model import build_model, load_weights
@@ -84,7 +84,7 @@ def test_validation_dice_matches_a_hand_computed_case(tiny_settings):
         true_masks=[block(0, 1), block(0, 4), empty],
     )  # TC: 16 vs 4 overlap 4 -> 0.4; WT: 4 vs 16 overlap 4 -> 0.4; ET predicted but absent -> 0
     metrics = evaluate(ThresholdModel(), [case1, case2], tiny_settings, torch.device("cpu"))
-    tc, wt, et = (metrics[m] for m in REGION_METRICS)
+    tc, wt, et = (metrics[m] for m in DICE_METRICS)
     assert tc == pytest.approx((0.5 + 0.4) / 2)
     assert wt == pytest.approx((1.0 + 0.4) / 2)
     assert et == pytest.approx((1.0 + 0.0) / 2)
@@ -93,16 +93,16 @@ def test_validation_dice_matches_a_hand_computed_case(tiny_settings):
     # HD95 in mm at pixdim 1: case 1 TC: half the voxels 1 mm off; case 2 TC and WT: 4 voxels long against 1,
     # the far end 3 mm away; ET: empty in both (0), predicted but absent (373.13)
     assert [metrics[m] for m in HD95_METRICS] == pytest.approx([(1 + 3) / 2, (0 + 3) / 2, (0 + 373.13) / 2])
-    assert metrics[PER_CASE]["val_dice_tc"] == pytest.approx([0.5, 0.4])
-    assert metrics[PER_CASE]["val_hd95_et"] == pytest.approx([0.0, 373.13])
-    assert set(metrics[PER_CASE]) == set(REGION_METRICS + HD95_METRICS)
+    assert metrics[PER_CASE]["dice_tc"] == pytest.approx([0.5, 0.4])
+    assert metrics[PER_CASE]["hd95_et"] == pytest.approx([0.0, 373.13])
+    assert set(metrics[PER_CASE]) == set(DICE_METRICS + HD95_METRICS)
 
 
 def test_validate_on_whole_volumes_and_reload_weights(tiny_site, tiny_settings, tmp_path):
     root, datalist = tiny_site
     engine = SegmentationEngine(tiny_settings)
     metrics = engine.validate(site_loader(datalist, root, "validation", tiny_settings, train=False))
-    assert metrics[N_CASES] == 1 and all(0 <= metrics[m] <= 1 for m in REGION_METRICS)
+    assert metrics[N_CASES] == 1 and all(0 <= metrics[m] <= 1 for m in DICE_METRICS)
     assert all(0 <= metrics[m] <= 373.13 for m in HD95_METRICS)
     path = tmp_path / "m.pt"
     torch.save({"model": engine.get_weights()}, path)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
-from fedbrats.evaluation.scores import case_scores, summary
+from fedbrats.evaluation.evaluate import case_scores, summary
 from fedbrats.runtime.metrics import HD95_MAX_MM, region_scores
 
 
@@ -20,13 +20,13 @@ def test_hd95_of_two_cubes_in_millimetres():
     # 2-voxel cubes 10 voxels apart along x at 1.5 mm: the nearest voxels of the far face lie 10 x 1.5 = 15 mm away
     a, b = cubes((10, 0, 0))
     scores = region_scores(a, b, spacing=(1.5, 1.0, 1.0))
-    assert scores["Dice"] == 0.0
-    assert scores["HD95"] == pytest.approx(15.0)
+    assert scores["dice"] == 0.0
+    assert scores["hd95"] == pytest.approx(15.0)
     # moved by one voxel along z at 2 mm: half of each cube overlaps, every surface voxel is within 2 mm
     a, b = cubes((0, 0, 1))
     scores = region_scores(a, b, spacing=(1.5, 1.0, 2.0))
-    assert scores["Dice"] == pytest.approx(0.5)
-    assert scores["HD95"] == pytest.approx(2.0)
+    assert scores["dice"] == pytest.approx(0.5)
+    assert scores["hd95"] == pytest.approx(2.0)
 
 
 @pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
@@ -39,17 +39,17 @@ def test_scores_on_the_masks_bounding_box_equal_monai_on_the_whole_volume():
     y_pred, y = torch.as_tensor(pred)[None, None], torch.as_tensor(ref)[None, None]
     expected_hd95 = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)
     scores = region_scores(pred, ref, spacing)
-    assert scores["HD95"] == pytest.approx(float(expected_hd95))
-    assert scores["Dice"] == pytest.approx(float(compute_dice(y_pred, y, include_background=True)))
+    assert scores["hd95"] == pytest.approx(float(expected_hd95))
+    assert scores["dice"] == pytest.approx(float(compute_dice(y_pred, y, include_background=True)))
 
 
 def test_empty_regions_follow_the_brats_conventions():
     empty = np.zeros((8, 8, 8), bool)
     full = empty.copy()
     full[2:4, 2:4, 2:4] = True
-    assert region_scores(empty, empty, (1, 1, 1)) == {"Dice": 1.0, "HD95": 0.0}
-    assert region_scores(full, empty, (1, 1, 1)) == {"Dice": 0.0, "HD95": HD95_MAX_MM}
-    assert region_scores(empty, full, (1, 1, 1)) == {"Dice": 0.0, "HD95": HD95_MAX_MM}
+    assert region_scores(empty, empty, (1, 1, 1)) == {"dice": 1.0, "hd95": 0.0}
+    assert region_scores(full, empty, (1, 1, 1)) == {"dice": 0.0, "hd95": HD95_MAX_MM}
+    assert region_scores(empty, full, (1, 1, 1)) == {"dice": 0.0, "hd95": HD95_MAX_MM}
     assert HD95_MAX_MM == pytest.approx(np.sqrt(240**2 + 240**2 + 155**2), abs=0.005)
 
 
@@ -60,13 +60,13 @@ def test_case_scores_per_region():
     pred = ref.copy()
     pred[pred == 1] = 2  # no core predicted: TC and ET empty in the prediction, ET empty in the reference
     scores = case_scores(pred, ref, (1.0, 1.0, 1.0))
-    assert scores["Dice_WT"] == 1.0 and scores["HD95_WT"] == 0.0
-    assert scores["Dice_TC"] == 0.0 and scores["HD95_TC"] == HD95_MAX_MM
-    assert scores["Dice_ET"] == 1.0 and scores["HD95_ET"] == 0.0
+    assert scores["dice_wt"] == 1.0 and scores["hd95_wt"] == 0.0
+    assert scores["dice_tc"] == 0.0 and scores["hd95_tc"] == HD95_MAX_MM
+    assert scores["dice_et"] == 1.0 and scores["hd95_et"] == 0.0
 
 
 def test_summary_statistics():
-    rows = [{c: v for c in ("Dice_TC", "Dice_WT", "Dice_ET", "HD95_TC", "HD95_WT", "HD95_ET")} for v in (0, 1, 2, 3)]
-    stats = summary(rows)["HD95_ET"]
+    rows = [{c: v for c in ("dice_tc", "dice_wt", "dice_et", "hd95_tc", "hd95_wt", "hd95_et")} for v in (0, 1, 2, 3)]
+    stats = summary(rows)["hd95_et"]
     quartiles = {"median": 1.5, "25quantile": 0.75, "75quantile": 2.25}
     assert stats == {"mean": 1.5, "std": pytest.approx(np.sqrt(1.25)), **quartiles}

@@ -41,7 +41,7 @@ GROUPS: Dict[str, Dict[str, Command]] = {
     "measure (results into docs/)": {
         "study": ("fedbrats.research", "accuracy: centralised, FedAvg, fine-tuned and local-only at equal budget"),
         "privacy-cost": ("fedbrats.research", "Dice of FedAvg with and without a privacy filter"),
-        "bench": ("fedbrats.research", "benchmarks: bench overhead | step | cache | scale | soak"),
+        "bench": ("fedbrats.research", "benchmarks: bench overhead | step | cache | scale | soak | gpu"),
     },
 }
 BENCH: Dict[str, str] = {
@@ -50,6 +50,7 @@ BENCH: Dict[str, str] = {
     "cache": "a site's cache memory of full-size cases and its loader's crops per second",
     "scale": "FLARE's round time and server memory against the number of sites and the model size",
     "soak": "a long simulator and POC run, every FLARE process's memory and FLARE's time per round",
+    "gpu": "the GPU path: AMP training step, loader, a simulator job and infer on CUDA (scripts/gpu_check.sh)",
 }
 COMMANDS: Dict[str, Command] = {name: command for group in GROUPS.values() for name, command in group.items()}
 
@@ -62,10 +63,11 @@ def module_of(command: str, sub: Optional[str] = None) -> str:
 
 
 def overview() -> str:
-    lines = [__doc__.splitlines()[0], ""]
+    lines = ["Federated brain-tumour segmentation (BraTS, SegResNetVAE) on NVIDIA FLARE and MONAI.", ""]
+    width = max(map(len, COMMANDS)) + 2
     for group, commands in GROUPS.items():
         lines.append(f"{group}:")
-        lines += [f"  {name:<16}{help_text}" for name, (_, help_text) in commands.items()]
+        lines += [f"  {name:<{width}}{help_text}" for name, (_, help_text) in commands.items()]
         lines.append("")
     lines.append("fedbrats COMMAND --help describes a command.")
     return "\n".join(lines)
@@ -79,10 +81,10 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
         description=overview(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS)
     given = argv[0] if argv else None
     for name, (_, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=argparse.SUPPRESS, description=help_text)
+        p = sub.add_parser(name, prog=f"fedbrats {name}", description=help_text)
         if name == "bench":
             add_bench(p, argv[1] if given == name and len(argv) > 1 else None)
         else:
@@ -95,7 +97,7 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
 def add_bench(parser: argparse.ArgumentParser, given: Optional[str]) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     for name, help_text in BENCH.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, prog=f"fedbrats bench {name}", help=help_text, description=help_text)
         p.set_defaults(module=module_of("bench", name))
         if given == name:
             importlib.import_module(module_of("bench", name)).add_arguments(p)

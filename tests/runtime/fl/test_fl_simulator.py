@@ -19,7 +19,7 @@ from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.federation.build_job import build_job
 from fedbrats.runners.quickstart import segment_and_score
 from fedbrats.runners.simulate import run_simulator, simulator_log
-from fedbrats.runtime.constants import HD95_METRICS, PER_CASE, REGION_METRICS
+from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, PER_CASE
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 from fedbrats.runtime.fl.site_data import SITES_ENV, write_site_settings
 from fedbrats.runtime.model import build_model, load_weights
@@ -94,7 +94,7 @@ def test_global_models_are_saved_and_load(two_round_run):
     assert selection["best_round"] in (1, 2)
     for h in selection["history"]:
         assert set(h["sites"]) == set(SITES) and h["sites"]["site-2"]["n_cases"] == 2
-        expected = sum(s["val_mean_dice"] * s["n_cases"] for s in h["sites"].values()) / 3
+        expected = sum(s["mean_dice"] * s["n_cases"] for s in h["sites"].values()) / 3
         assert h["score"] == pytest.approx(expected)
 
 
@@ -106,12 +106,12 @@ def test_cross_site_results_cover_every_model_and_site(two_round_run):
         assert set(results[site]) == {FINAL_GLOBAL, BEST_GLOBAL, "site-1", "site-2"}
         for metrics in results[site].values():
             assert metrics["n_cases"] == cases and metrics["split"] == "testing"
-            assert all(0.0 <= metrics[m] <= 1.0 for m in REGION_METRICS)
+            assert all(0.0 <= metrics[m] <= 1.0 for m in DICE_METRICS)
             assert all(0.0 <= metrics[m] <= 373.13 for m in HD95_METRICS)
             per_case = metrics[PER_CASE]  # numbers only, one per case
-            assert set(per_case) == set(REGION_METRICS + HD95_METRICS)
+            assert set(per_case) == set(DICE_METRICS + HD95_METRICS)
             assert all(len(v) == cases and all(isinstance(x, float) for x in v) for v in per_case.values())
-            assert sum(per_case["val_hd95_wt"]) / cases == pytest.approx(metrics["val_hd95_wt"])
+            assert sum(per_case["hd95_wt"]) / cases == pytest.approx(metrics["hd95_wt"])
     shared = os.listdir(f"{workspace}/server/simulate_job/cross_site_val/model_shareables")
     assert {"site-1", "site-2"} <= set(shared)
 
@@ -133,12 +133,9 @@ def test_report_average_is_case_weighted(two_round_run, tmp_path):
     report = write_report(workspace, str(tmp_path))
     results = json.load(open(report["source"]))
     for row in report["models"]:
-        for region, metric in zip(("TC", "WT", "ET"), REGION_METRICS):
+        for metric in DICE_METRICS + HD95_METRICS:
             expected = (results["site-1"][row["model"]][metric] * 1 + results["site-2"][row["model"]][metric] * 2) / 3
-            assert row["average"][region] == pytest.approx(expected)
-            hd95 = f"val_hd95_{region.lower()}"
-            expected = (results["site-1"][row["model"]][hd95] * 1 + results["site-2"][row["model"]][hd95] * 2) / 3
-            assert row["average"][f"HD95_{region}"] == pytest.approx(expected)
+            assert row["average"][metric] == pytest.approx(expected)
     assert not report["warnings"] and (tmp_path / "report.md").is_file()
     for site in SITES:  # global model validated in rounds 0-1 (TensorBoard) and 1-2 (server), local models 1-2
         curves = report["curves"]["sites"][site]
@@ -166,7 +163,9 @@ def test_failed_evaluation_shows_as_a_gap(tmp_path):
     report = write_report(workspace, str(tmp_path / "report"))
     for row in report["models"]:
         assert row["sites"]["site-2"] is None
-        assert row["average"]["n_cases"] == 1 and row["average"]["TC"] == pytest.approx(row["sites"]["site-1"]["TC"])
+        assert row["average"]["n_cases"] == 1 and row["average"]["dice_tc"] == pytest.approx(
+            row["sites"]["site-1"]["dice_tc"]
+        )
     assert len(report["warnings"]) == 4
     assert "| site-2 | missing |" in (tmp_path / "report" / "report.md").read_text()
     assert "Case_005_t1ce.nii.gz" in open(simulator_log(workspace)).read()

@@ -16,14 +16,14 @@ from builders import TINY_TRAINING
 from probe_jobs import SITES, probe_job, run_probe_job, tiny_sites
 
 from fedbrats.runners.simulate import simulator_log
-from fedbrats.runtime.constants import HD95_METRICS, PER_CASE, REGION_METRICS
+from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, PER_CASE
 from fedbrats.runtime.model import build_model
 from fedbrats.runtime.settings import TrainSettings
 
 pytestmark = pytest.mark.slow
 
 
-METRICS = set(REGION_METRICS) | set(HD95_METRICS) | {"val_mean_dice", "n_cases"}
+METRICS = set(DICE_METRICS) | set(HD95_METRICS) | {"mean_dice", "n_cases"}
 WEIGHT_META = {"NUM_STEPS_CURRENT_ROUND", "initial_metrics", "round"}
 FILTER_META = {"svt": {"filter_history", "svt_privacy_budget", "svt_privacy_accountant"}, "exclude": {"filter_history"}}
 FILTERS = {"svt": ["SVTPrivacy"], "exclude": ["ExcludeVars"]}
@@ -71,7 +71,7 @@ def test_a_site_sends_only_weights_metrics_counts_and_rounds(tmp_path, privacy):
         else:
             assert dxo["kind"] == "METRICS" and set(dxo["data"]) == METRICS | {"split", PER_CASE}, path
             per_case = dxo["data"][PER_CASE]  # numbers in case order, no names
-            assert set(per_case) == set(REGION_METRICS) | set(HD95_METRICS), path
+            assert set(per_case) == set(DICE_METRICS) | set(HD95_METRICS), path
             n_cases = dxo["data"]["n_cases"]
             assert all(len(v) == n_cases and all(isinstance(x, float) for x in v) for v in per_case.values()), path
         for where, leaf in leaves(result):

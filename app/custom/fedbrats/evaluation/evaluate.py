@@ -12,18 +12,29 @@ import csv
 import glob
 import os
 import time
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from monai.transforms import LoadImage
 
 from fedbrats.evaluation.infer import SUFFIX
-from fedbrats.evaluation.scores import COLUMNS, HD95_MAX_MM, STATISTICS, case_scores, metric_name, summary
+from fedbrats.evaluation.regions import label_regions
 from fedbrats.prepare.check_data import find_datalist
-from fedbrats.runtime.constants import BRATS_FORMAT, REGIONS, SPLITS
+from fedbrats.runtime.constants import (
+    BRATS_FORMAT,
+    DICE,
+    DICE_METRICS,
+    HD95,
+    HD95_METRICS,
+    REGIONS,
+    SPLITS,
+    metric_name,
+)
 from fedbrats.runtime.data import guards
 from fedbrats.runtime.data.datalist import case_name, load_datalist, resolve_path, write_json
 from fedbrats.runtime.data.msd import entry_format, label_values, to_brats_labels
 from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.metrics import HD95_MAX_MM, case_metrics
 
 PREFIX = "[evaluate]"
 CSV_FILE, SUMMARY_MD, SUMMARY_JSON = "evaluation.csv", "summary.md", "summary.json"
@@ -34,6 +45,34 @@ CONVENTIONS = (
     "two directed 95th percentiles of the distances between the surfaces, in mm on the reference's grid. "
     "std: population (ddof 0)."
 )
+
+
+COLUMNS = DICE_METRICS + HD95_METRICS
+"""Scores of a case, in the order of the CSV's columns."""
+STATISTICS = ("mean", "std", "median", "25quantile", "75quantile")
+
+
+def case_scores(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
+    """``dice_tc`` ... ``hd95_et`` of a predicted label map against the reference on one grid, with the sites' own
+    region scores (:func:`fedbrats.runtime.metrics.case_metrics`)."""
+    scores = case_metrics(label_regions(pred_labels), label_regions(ref_labels), spacing)
+    return {c: scores[c] for c in COLUMNS}
+
+
+def summary(rows: Sequence[Dict[str, float]]) -> Dict[str, Dict[str, float]]:
+    """Mean, standard deviation (population, ddof 0), median and quartiles of every column over the cases."""
+    out = {}
+    for column in COLUMNS:
+        values = np.array([r[column] for r in rows], dtype=np.float64)
+        q25, median, q75 = np.percentile(values, [25, 50, 75])
+        out[column] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "median": float(median),
+            "25quantile": float(q25),
+            "75quantile": float(q75),
+        }
+    return out
 
 
 def datalist_references(datalist: str, data_root: str, split: str) -> Tuple[Dict[str, str], Dict[str, str]]:
@@ -116,11 +155,11 @@ def to_markdown(stats: Dict[str, Dict[str, float]], n_cases: int, source: str) -
         "| metric | region | " + " | ".join(STATISTICS) + " |",
         "|---|---|" + "---|" * len(STATISTICS),
     ]
-    for metric, unit, fmt in (("Dice", "", "{:.4f}"), ("HD95", " (mm)", "{:.2f}")):
+    for metric, label, fmt in ((DICE, "Dice", "{:.4f}"), (HD95, "HD95 (mm)", "{:.2f}")):
         for region in REGIONS:
             values = stats[metric_name(metric, region)]
             cells = " | ".join(fmt.format(values[s]) for s in STATISTICS)
-            lines.append(f"| {metric}{unit} | {region} | {cells} |")
+            lines.append(f"| {label} | {region} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,7 +173,7 @@ def evaluate_folder(
     rows, start = [], time.time()
     for i, (case, prediction, reference) in enumerate(pairs, 1):
         rows.append(evaluate_case(loader, case, prediction, reference, (formats or {}).get(case, BRATS_FORMAT)))
-        scores = " ".join(f"{r} {rows[-1][metric_name('Dice', r)]:.3f}" for r in REGIONS)
+        scores = " ".join(f"{r} {rows[-1][metric_name(DICE, r)]:.3f}" for r in REGIONS)
         print(f"{PREFIX} {i}/{len(pairs)} {case}: Dice {scores}", flush=True)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, CSV_FILE), "w", newline="") as f:

@@ -24,6 +24,7 @@ import torch
 
 from fedbrats.evaluation.export_check import MAX_ABS_DIFF, Runner, compare, median_seconds, synthetic_input
 from fedbrats.evaluation.model_files import add_model_arguments, load_model, open_model
+from fedbrats.runtime.constants import REGIONS
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.engine import configure_cpu
 from fedbrats.runtime.settings import TrainSettings
@@ -172,7 +173,7 @@ def export_model(
         if fmt == "onnx":
             exported.update(opset=ONNX_OPSET, runtime="onnxruntime, CPUExecutionProvider", dynamic_axes=ONNX_AXES)
         result[fmt] = exported
-        dice = " ".join(f"{r} {v:.6g}" for r, v in exported["dice"].items())
+        dice = " ".join(f"{r} {v:.6g}" for r, v in zip(REGIONS, exported["dice"].values()))
         print(
             f"{PREFIX} {fmt}: {exported['seconds']:.3f} s per pass; max |logit difference| "
             f"{exported['max_abs_diff']:.2e}, Dice {dice}, {exported['differing_voxels']} voxel(s) differ "

@@ -6,12 +6,12 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-from fedbrats.runtime.constants import REGIONS
+from fedbrats.runtime.constants import DICE, REGIONS, metric_name
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """Maps a batch (1, 4, x, y, z) of float32 to region logits (1, 3, x, y, z)."""
 MAX_ABS_DIFF = 1e-3
-"""Largest difference of logits an export may show against PyTorch (float32 runtimes differ by about 1e-6)."""
+"""Largest difference of logits an export may show against PyTorch: float32 runtimes differ by rounding only."""
 
 
 def synthetic_input(size: Sequence[int], seed: int = 0) -> np.ndarray:
@@ -31,12 +31,12 @@ def median_seconds(run: Runner, image: np.ndarray, repeats: int) -> float:
 
 
 def region_dice(masks: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
-    """Dice of each region's mask against the reference's (1 when both are empty)."""
+    """``dice_tc`` ... of each region's mask against the reference's (1 when both are empty)."""
     out = {}
     for k, region in enumerate(REGIONS):
         a, b = masks[0, k], reference[0, k]
         total = int(a.sum()) + int(b.sum())
-        out[region] = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+        out[metric_name(DICE, region)] = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
     return out
 
 

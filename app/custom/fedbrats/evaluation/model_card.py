@@ -20,7 +20,7 @@ import torch
 
 from fedbrats.evaluation.model_files import ModelFile, add_model_arguments, open_model, read_checkpoint
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, RESULTS_FILE, build_report
-from fedbrats.runtime.constants import MEAN_DICE, MODALITIES, REGION_METRICS, REGIONS
+from fedbrats.runtime.constants import DICE_METRICS, MEAN_DICE, MODALITIES, REGIONS
 from fedbrats.runtime.data.datalist import write_json
 
 SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
@@ -123,12 +123,8 @@ def network_data_format(settings) -> dict:
 def eval_metrics(model_file: ModelFile, crosssite: Optional[dict]) -> dict:
     """Cross-site case-weighted Dice when known, else the validation Dice recorded with the model."""
     average = (crosssite or {}).get("average")
-    if average:
-        out = {MEAN_DICE: average["mean"]}
-        out.update({f"{MEAN_DICE}_{r.lower()}": average[r] for r in REGIONS})
-        return out
-    keys = (MEAN_DICE,) + REGION_METRICS
-    return {k: v for k, v in model_file.validation.items() if k in keys}
+    keys = DICE_METRICS + (MEAN_DICE,)
+    return {k: v for k, v in (average or model_file.validation).items() if k in keys}
 
 
 def metadata(model_file: ModelFile, crosssite: Optional[dict] = None) -> dict:

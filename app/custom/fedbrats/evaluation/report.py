@@ -9,17 +9,15 @@ from typing import Dict, List, Optional
 
 from fedbrats.evaluation.learning_curves import learning_curves
 from fedbrats.evaluation.report_figures import write_figures
-from fedbrats.evaluation.scores import metric_name
 from fedbrats.prepare.site_specs import site_order
-from fedbrats.runtime.constants import HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_METRICS, REGIONS
+from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGIONS
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
-HD95_KEYS = tuple(metric_name("HD95", r) for r in REGIONS)
-PER_CASE_KEYS = {m: metric_name("Dice", r) for m, r in zip(REGION_METRICS, REGIONS)}
-PER_CASE_KEYS.update({m: metric_name("HD95", r) for m, r in zip(HD95_METRICS, REGIONS)})
+DICE_COLUMNS = DICE_METRICS + (MEAN_DICE,)
+"""A report's Dice per region and their mean, named as the sites name them."""
 
 
 def find_file(path: str, name: str) -> Optional[str]:
@@ -35,20 +33,20 @@ def _numbers(values: object, n: int) -> bool:
 
 
 def site_result(metrics: object) -> Optional[Dict[str, object]]:
-    """Region Dice (and HD95, per-case values when the site sent them) and case count of one (model, site)
-    result, or None if it is missing or incomplete."""
-    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(m), (int, float)) for m in REGION_METRICS):
+    """The scores of one (model, site) result: Dice per region and their mean, HD95 per region and per-case values
+    when the site sent them, and the case count; None if the result is missing or incomplete."""
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(m), (int, float)) for m in DICE_METRICS):
         return None
     n = metrics.get(N_CASES)
     if not isinstance(n, int) or n <= 0:
         return None
-    out = {r: float(metrics[m]) for r, m in zip(REGIONS, REGION_METRICS)}
-    out["mean"] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(REGIONS)))
+    out = {m: float(metrics[m]) for m in DICE_METRICS}
+    out[MEAN_DICE] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(DICE_METRICS)))
     if all(isinstance(metrics.get(m), (int, float)) for m in HD95_METRICS):
-        out.update({k: float(metrics[m]) for k, m in zip(HD95_KEYS, HD95_METRICS)})
+        out.update({m: float(metrics[m]) for m in HD95_METRICS})
     per_case = metrics.get(PER_CASE)
     if isinstance(per_case, dict):
-        kept = {k: [float(v) for v in per_case[m]] for m, k in PER_CASE_KEYS.items() if _numbers(per_case.get(m), n)}
+        kept = {m: [float(v) for v in per_case[m]] for m in DICE_METRICS + HD95_METRICS if _numbers(per_case.get(m), n)}
         if kept:
             out[PER_CASE] = kept
     out[N_CASES] = n
@@ -62,9 +60,9 @@ def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
     total = sum(r[N_CASES] for r in present)
     if not total:
         return None
-    keys = REGIONS + ("mean",)
-    if all(k in r for r in present for k in HD95_KEYS):
-        keys += HD95_KEYS
+    keys = DICE_COLUMNS
+    if all(k in r for r in present for k in HD95_METRICS):
+        keys += HD95_METRICS
     out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in keys}
     out[N_CASES] = total
     return out
@@ -182,14 +180,14 @@ def region_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> L
     """Markdown rows of per-site TC / WT / ET / mean Dice (and HD95 in mm when there is any) and the case-weighted
     AVE."""
     rows = list(sites.items()) + [("AVE", average)]
-    with_hd95 = any(r and HD95_KEYS[0] in r for _, r in rows)
+    with_hd95 = any(r and HD95_METRICS[0] in r for _, r in rows)
     hd95_head = "".join(f" HD95 {r} (mm) |" for r in REGIONS) if with_hd95 else ""
     columns = 6 + (len(REGIONS) if with_hd95 else 0)
     lines = [f"| site | TC | WT | ET | mean |{hd95_head} cases |", "|---" * columns + "|"]
     for site, r in rows:
-        values = [_fmt(r[k] if r else None) for k in REGIONS + ("mean",)]
+        values = [_fmt(r[k] if r else None) for k in DICE_COLUMNS]
         if with_hd95:
-            values += [_fmt_mm(r.get(k) if r else None) for k in HD95_KEYS]
+            values += [_fmt_mm(r.get(k) if r else None) for k in HD95_METRICS]
         lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
     return lines
 
@@ -224,7 +222,7 @@ def figure_lines(figures: Dict[str, str], kind: str) -> List[str]:
 
 def to_markdown(report: dict) -> str:
     cases = ", ".join(f"{s} {n if n else 'missing'}" for s, n in report["cases"].items())
-    with_hd95 = any(row["average"] and HD95_KEYS[0] in row["average"] for row in report["models"])
+    with_hd95 = any(row["average"] and HD95_METRICS[0] in row["average"] for row in report["models"])
     figures = report.get("figures") or {}
     lines = [
         "# Cross-site evaluation",
@@ -243,11 +241,11 @@ def to_markdown(report: dict) -> str:
     lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
     lines.append("|---" * (len(report["sites"]) + 2) + "|")
     for row in report["models"]:
-        cells = [_fmt(row["sites"][s]["mean"] if row["sites"][s] else None) for s in report["sites"]]
+        cells = [_fmt(row["sites"][s][MEAN_DICE] if row["sites"][s] else None) for s in report["sites"]]
         lines.append(
             f"| {row['model']} | "
             + " | ".join(cells)
-            + f" | {_fmt(row['average']['mean'] if row['average'] else None)} |"
+            + f" | {_fmt(row['average'][MEAN_DICE] if row['average'] else None)} |"
         )
     lines.append("")
     for kind in FIGURE_TEXT:

@@ -7,14 +7,13 @@ from typing import Dict, Optional
 import numpy as np
 
 from fedbrats.evaluation.plots import DPI, pyplot, save, site_colour
-from fedbrats.evaluation.scores import metric_name
-from fedbrats.runtime.constants import PER_CASE, REGIONS
+from fedbrats.runtime.constants import DICE, MEAN_DICE, PER_CASE, REGIONS, metric_name
 
 HEATMAP_PNG, CURVES_PNG, BOXES_PNG = "report_heatmap.png", "report_curves.png", "report_dice_boxes.png"
 
 
 def _mean(result: Optional[dict]) -> float:
-    return result["mean"] if result else math.nan
+    return result[MEAN_DICE] if result else math.nan
 
 
 def plot_heatmap(report: dict, path: str) -> str:
@@ -91,7 +90,7 @@ def plot_dice_boxes(report: dict, path: str) -> Optional[str]:
         for i, row in enumerate(rows, 1):
             values = []
             for k, site in enumerate(sites):
-                cases = (row["sites"][site] or {}).get(PER_CASE, {}).get(metric_name("Dice", region), [])
+                cases = (row["sites"][site] or {}).get(PER_CASE, {}).get(metric_name(DICE, region), [])
                 x = i + jitter.uniform(-0.12, 0.12, len(cases))
                 label = site if i == 1 and region == REGIONS[0] else None
                 ax.scatter(x, cases, s=14, color=site_colour(k), alpha=0.8, zorder=3, label=label)

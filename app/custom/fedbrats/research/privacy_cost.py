@@ -25,6 +25,7 @@ from fedbrats.research.study import (
     test_loaders,
 )
 from fedbrats.research.study_report import comparison_table
+from fedbrats.runtime.constants import MEAN_DICE
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.settings import TrainSettings
 
@@ -51,8 +52,8 @@ def cost_lines(cost: dict) -> List[str]:
         "|---|---|---|---|",
     ]
     for which in ("final", "best"):
-        without = (cost["arms"][plain]["models"][which]["average"] or {}).get("mean")
-        with_ = (cost["arms"][private]["models"][which]["average"] or {}).get("mean")
+        without = (cost["arms"][plain]["models"][which]["average"] or {}).get(MEAN_DICE)
+        with_ = (cost["arms"][private]["models"][which]["average"] or {}).get(MEAN_DICE)
         change = f"{with_ - without:+.4f}" if None not in (with_, without) else "-"
         lines.append(f"| {which} | {_fmt(without)} | {_fmt(with_)} | {change} |")
     return lines

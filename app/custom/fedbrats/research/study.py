@@ -232,7 +232,9 @@ def run_arm(
     result["minutes"] = round((time.time() - start) / 60, 2)
     write_json(done_path, result)
     average = result["models"]["final"]["average"]
-    print(f"[study] {arm}: final model AVE mean Dice {average['mean']:.4f} ({result['minutes']:.1f} min)", flush=True)
+    print(
+        f"[study] {arm}: final model AVE mean Dice {average[MEAN_DICE]:.4f} ({result['minutes']:.1f} min)", flush=True
+    )
     return result
 
 

@@ -1,12 +1,12 @@
-"""Tables and the learning-curve plot of an accuracy study (see :mod:`fedbrats.study`)."""
+"""Tables and the learning-curve plot of an accuracy study (:mod:`fedbrats.research.study`)."""
 
 import os
 import random
 from typing import List, Optional
 
 from fedbrats.evaluation.plots import DPI, pyplot, save
-from fedbrats.evaluation.report import PER_CASE_KEYS, _fmt, region_table
-from fedbrats.runtime.constants import MEAN_DICE, PER_CASE, REGION_METRICS, REGIONS
+from fedbrats.evaluation.report import DICE_COLUMNS, _fmt, region_table
+from fedbrats.runtime.constants import DICE, DICE_METRICS, MEAN_DICE, PER_CASE, metric_name
 from fedbrats.runtime.data.datalist import write_json
 
 RESULTS = "results"
@@ -28,11 +28,7 @@ def paired_difference(a: dict, b: dict) -> Optional[dict]:
     if not a or not b or PER_CASE not in a or PER_CASE not in b:
         return None
     means = [
-        [
-            sum(r[PER_CASE][PER_CASE_KEYS[m]][i] for m in REGION_METRICS) / len(REGION_METRICS)
-            for i in range(r["n_cases"])
-        ]
-        for r in (a, b)
+        [sum(r[PER_CASE][m][i] for m in DICE_METRICS) / len(DICE_METRICS) for i in range(r["n_cases"])] for r in (a, b)
     ]
     diffs = [x - y for x, y in zip(*means)]
     rng, n = random.Random(0), len(diffs)
@@ -69,9 +65,9 @@ def comparison_table(study: dict) -> List[str]:
     for arm, result in study["arms"].items():
         for which in ("final", "best"):
             m = result["models"][which]
-            cells = [_fmt(m["sites"][s]["mean"] if m["sites"][s] else None) for s in sites]
+            cells = [_fmt(m["sites"][s][MEAN_DICE] if m["sites"][s] else None) for s in sites]
             avg = m["average"] or {}
-            cells += [_fmt(avg.get(k)) for k in REGIONS + ("mean",)]
+            cells += [_fmt(avg.get(k)) for k in DICE_COLUMNS]
             lines.append(f"| {arm} | {which} | " + " | ".join(cells) + " |")
     return lines
 
@@ -83,7 +79,7 @@ def targets(study: dict) -> List[str]:
     def final(arm, site=None):
         m = arms[arm]["models"]["final"]
         r = m["average"] if site is None else m["sites"][site]
-        return r["mean"] if r else None
+        return r[MEAN_DICE] if r else None
 
     def against_local(arm, site):
         return difference_words(
@@ -96,9 +92,10 @@ def targets(study: dict) -> List[str]:
     if "central" in arms and arms["central"]["models"]["final"]["average"]:
         average = arms["central"]["models"]["final"]["average"]
         for region, target in CENTRAL_TARGETS.items():
+            value = average[metric_name(DICE, region)]
             lines.append(
-                f"| centralised AVE {region} Dice at least {target:.2f} | {average[region]:.4f} "
-                f"| {'yes' if average[region] >= target else 'no'} |"
+                f"| centralised AVE {region} Dice at least {target:.2f} | {value:.4f} "
+                f"| {'yes' if value >= target else 'no'} |"
             )
     if "central" in arms and "fedavg" in arms:
         gap = final("central") - final("fedavg")

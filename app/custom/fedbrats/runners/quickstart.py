@@ -19,10 +19,9 @@ from fedbrats.runtime.data.msd import entry_format
 from fedbrats.runtime.fl.site_data import write_site_settings
 
 EXPECTATION = """\
-What to expect: 6 rounds on a 2-core CPU teach the whole tumour (WT Dice about 0.9 on both sites' test cases in the
-README's runs); tumour core (TC) and enhancing tumour (ET) need longer training. How FedAvg compares with
-centralised and local-only training under the same budget: docs/results.md and docs/training.md (made by
-`fedbrats study`)."""
+What to expect: the demo's few rounds on a CPU learn the whole tumour (WT) first; tumour core (TC) and enhancing
+tumour (ET) need the longer training of the accuracy study. How FedAvg compares with centralised and local-only
+training under the same budget: docs/results.md and docs/training.md (made by `fedbrats study`)."""
 
 
 def segment_and_score(model: str, job: str, site_data: Dict[str, Dict[str, str]], out: str) -> dict:

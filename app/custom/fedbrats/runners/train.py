@@ -11,7 +11,7 @@ import time
 import torch
 from monai.utils import set_determinism
 
-from fedbrats.runtime.constants import MEAN_DICE, N_CASES, REGION_METRICS, REGIONS
+from fedbrats.runtime.constants import DICE_METRICS, MEAN_DICE, N_CASES, REGIONS
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.data.loaders import cache_summary, site_loader
 from fedbrats.runtime.engine import SegmentationEngine, select_device
@@ -22,7 +22,7 @@ BEST_MODEL, LAST_MODEL = "best_model.pt", "last_model.pt"
 
 
 def format_metrics(metrics: dict) -> str:
-    regions = " ".join(f"{r} {metrics[m]:.4f}" for r, m in zip(REGIONS, REGION_METRICS))
+    regions = " ".join(f"{r} {metrics[m]:.4f}" for r, m in zip(REGIONS, DICE_METRICS))
     return f"{regions} mean {metrics[MEAN_DICE]:.4f} ({metrics[N_CASES]} cases)"
 
 

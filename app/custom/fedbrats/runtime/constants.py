@@ -23,19 +23,21 @@ MSD_TO_BRATS_LABELS = {0: 0, 1: 2, 2: 1, 3: 4}
 REGIONS = ("TC", "WT", "ET")
 """Output channels: tumour core (1+4), whole tumour (1+2+4), enhancing tumour (4)."""
 
-MEAN_DICE = "val_mean_dice"
+DICE, HD95 = "dice", "hd95"
+
+
+def metric_name(metric: str, region: str) -> str:
+    """The one name of a score of a region, everywhere (a site's metrics, the cross-site results, reports, CSVs):
+    ``dice_tc``, ``hd95_et``."""
+    return f"{metric}_{region.lower()}"
+
+
+DICE_METRICS = tuple(metric_name(DICE, r) for r in REGIONS)
+HD95_METRICS = tuple(metric_name(HD95, r) for r in REGIONS)
+"""HD95 in mm of each region (a site measures it on the grid it evaluates: its cases resampled to ``pixdim``)."""
+MEAN_DICE = "mean_dice"
 """Key metric of the product: mean Dice over REGIONS."""
 N_CASES = "n_cases"
-
-
-def region_metric(region: str, metric: str = "dice") -> str:
-    """Metric name of one region, e.g. ``val_dice_tc`` or (``metric="hd95"``) ``val_hd95_tc``."""
-    return f"val_{metric}_{region.lower()}"
-
-
-REGION_METRICS = tuple(region_metric(r) for r in REGIONS)
-HD95_METRICS = tuple(region_metric(r, "hd95") for r in REGIONS)
-"""HD95 in mm of each region, on the grid the site evaluates (its cases resampled to ``pixdim``)."""
 PER_CASE = "per_case"
 """Key of the per-case values in a site's metrics: ``{metric name: [one number per case]}``, no case names."""
 

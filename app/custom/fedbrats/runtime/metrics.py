@@ -13,7 +13,17 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
-from fedbrats.runtime.constants import HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_METRICS
+from fedbrats.runtime.constants import (
+    DICE,
+    DICE_METRICS,
+    HD95,
+    HD95_METRICS,
+    MEAN_DICE,
+    N_CASES,
+    PER_CASE,
+    REGIONS,
+    metric_name,
+)
 
 HD95_MAX_MM = 373.13
 """HD95 when one of the two masks is empty: the diagonal of the BraTS volume, 240 x 240 x 155 voxels of 1 mm
@@ -37,9 +47,9 @@ def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
     """Dice and HD95 (mm) of two boolean masks of one region on a grid of voxel size ``spacing``."""
     pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
     if not pred.any() and not ref.any():
-        return {"Dice": 1.0, "HD95": 0.0}
+        return {DICE: 1.0, HD95: 0.0}
     if not pred.any() or not ref.any():
-        return {"Dice": 0.0, "HD95": HD95_MAX_MM}
+        return {DICE: 0.0, HD95: HD95_MAX_MM}
     box = union_box(pred, ref)
     y_pred = torch.as_tensor(pred[box])[None, None]
     y = torch.as_tensor(ref[box])[None, None]
@@ -47,25 +57,25 @@ def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
     with warnings.catch_warnings():  # MONAI 1.5+ warns about an argument its own distance code still passes
         warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
         hd95 = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=list(spacing))
-    return {"Dice": float(dice), "HD95": float(hd95)}
+    return {DICE: float(dice), HD95: float(hd95)}
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    """``val_dice_tc`` ... ``val_hd95_et`` of one case's region masks (TC, WT, ET, ...), channel first."""
+    """``dice_tc`` ... ``hd95_et`` of one case's region masks (TC, WT, ET, ...), channel first."""
     out = {}
-    for k, (dice_name, hd95_name) in enumerate(zip(REGION_METRICS, HD95_METRICS)):
-        scores = region_scores(pred[k], ref[k], spacing)
-        out[dice_name], out[hd95_name] = scores["Dice"], scores["HD95"]
+    for k, region in enumerate(REGIONS):
+        for metric, value in region_scores(pred[k], ref[k], spacing).items():
+            out[metric_name(metric, region)] = value
     return out
 
 
 def site_metrics(cases: List[Dict[str, float]]) -> Dict[str, object]:
     """A site's metric dict: mean Dice and HD95 per region, mean Dice over the regions, case count, and
     :data:`~fedbrats.runtime.constants.PER_CASE` values (numbers in the order of the cases, without their names)."""
-    names = REGION_METRICS + HD95_METRICS
+    names = DICE_METRICS + HD95_METRICS
     per_case = {name: [float(c[name]) for c in cases] for name in names}
     out: Dict[str, object] = {name: sum(v) / len(v) if v else math.nan for name, v in per_case.items()}
-    out[MEAN_DICE] = sum(out[name] for name in REGION_METRICS) / len(REGION_METRICS)
+    out[MEAN_DICE] = sum(out[name] for name in DICE_METRICS) / len(DICE_METRICS)
     out[N_CASES] = len(cases)
     out[PER_CASE] = per_case
     return out

@@ -2,7 +2,7 @@
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping, Tuple, Union
 
 CROP_SAMPLING = ("random", "tumour")
@@ -76,7 +76,6 @@ class TrainSettings:
     sw_batch_size: int = 1
     sw_overlap: float = 0.5
     seed: int = 0
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] = None) -> "TrainSettings":

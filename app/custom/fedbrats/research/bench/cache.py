@@ -94,7 +94,7 @@ def measure_cache(root: str, cases: int, variant: str) -> dict:
     }
 
 
-def measure_loader(root: str, cache_rate: float, workers: int, crops: int) -> dict:
+def measure_loader(root: str, cache_rate: float, workers: int, crops: int, crop=REFERENCE_CROP) -> dict:
     """Training crops at the reference size per second from a loader over ``crops + 1`` cases, one epoch: the first
     crop is not counted. The process is set up as a site's training process is (one thread, memory kept for reuse:
     :func:`fedbrats.runtime.engine.configure_cpu`), and its loader workers inherit that."""
@@ -104,7 +104,7 @@ def measure_loader(root: str, cache_rate: float, workers: int, crops: int) -> di
 
     configure_cpu(1)
     settings = TrainSettings.from_dict(
-        {"crop": REFERENCE_CROP, "cache_rate": cache_rate, "num_workers": workers, "batch_size": 1}
+        {"crop": list(crop), "cache_rate": cache_rate, "num_workers": workers, "batch_size": 1}
     )
     start = time.perf_counter()
     cases = crops + 1
@@ -200,7 +200,8 @@ def measure_one(args: argparse.Namespace) -> None:
     if kind == "cache":
         row = measure_cache(args.data, int(values[1]), values[0])
     else:
-        row = measure_loader(args.data, float(values[0]), int(values[1]), int(values[2]))
+        crop = [int(c) for c in values[3].split(",")] if len(values) > 3 else REFERENCE_CROP
+        row = measure_loader(args.data, float(values[0]), int(values[1]), int(values[2]), crop)
     with open(args.measure_into, "w") as f:
         json.dump(row, f)
 

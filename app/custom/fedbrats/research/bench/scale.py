@@ -9,6 +9,7 @@ and the server's own cost. Serialisation is timed on its own, with FLARE's ``fob
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import sys
@@ -43,6 +44,10 @@ class EchoRecipe(BratsFedAvgRecipe):
         executor = WeightEchoExecutor()
         job.to_clients(executor, tasks=executor.task_names)
         add_site_runtime(job, ALL_SITES)
+        for module in ("fedbrats.research", "fedbrats.research.bench", "fedbrats.research.bench.echo_executor"):
+            source = importlib.import_module(module).__file__
+            package = module if source.endswith("__init__.py") else module.rsplit(".", 1)[0]
+            job.add_file_to(source, ALL_SITES, dest_dir=package.replace(".", os.sep), app_folder_type="custom")
 
 
 def process_rss(pattern: str) -> Dict[int, tuple]:

@@ -2,8 +2,8 @@
 
 A preprocessed case is zero outside the brain: skull-stripped modalities are zero there, normalisation leaves zeros
 at zero and the label marks tumour inside the brain only. :class:`CompactCased` keeps the bounding box of its non-zero
-voxels (of any channel of the image or the label), the image in float16 and the label in uint8: a full-size BraTS
-case of 238 MiB in float32 takes about 30 MiB. :class:`RestoreCased` puts the box back on the case's grid, zeros
+voxels (of any channel of the image or the label), the image in float16 and the label in uint8: a fraction of the
+case in float32 (docs/benchmarks.md, data cache). :class:`RestoreCased` puts the box back on the case's grid, zeros
 around it, as float32: the tensors the model sees are those of the uncached case but for float16 rounding of the
 image.
 """

@@ -20,7 +20,7 @@ from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
 from nvflare.fuel.utils.memory_utils import cleanup_memory
 from torch.utils.tensorboard import SummaryWriter
 
-from fedbrats.runtime.constants import MEAN_DICE, PER_CASE, REGION_METRICS, SPLITS
+from fedbrats.runtime.constants import DICE_METRICS, MEAN_DICE, PER_CASE, SPLITS
 from fedbrats.runtime.data.loaders import cache_summary, site_loader
 from fedbrats.runtime.engine import SegmentationEngine, select_device
 from fedbrats.runtime.errors import BratsDataError
@@ -153,7 +153,7 @@ class BratsExecutor(Executor):
         return self.engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
 
     def _log_metrics(self, prefix: str, metrics: Dict, step: int) -> None:
-        for name in REGION_METRICS + (MEAN_DICE,):
+        for name in DICE_METRICS + (MEAN_DICE,):
             self.writer.add_scalar(f"{prefix}/{name}", metrics[name], step)
         self.writer.flush()
 

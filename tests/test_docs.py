@@ -1,0 +1,69 @@
+"""The README and docs/: a README of at most 200 lines, links that resolve, and the README's results at a glance
+equal to the study's own figures in docs/results.json."""
+
+import json
+import os
+import re
+
+import pytest
+from conftest import REPO
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+PAGES = [os.path.join(REPO, "README.md")] + sorted(
+    os.path.join(REPO, "docs", f) for f in os.listdir(os.path.join(REPO, "docs")) if f.endswith(".md")
+)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def anchors(markdown):
+    """GitHub's anchors of a page's headings."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text)))
+    return out
+
+
+def test_readme_is_at_most_200_lines():
+    assert len(read(os.path.join(REPO, "README.md")).splitlines()) <= 200
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: os.path.relpath(p, REPO))
+def test_every_link_of_a_page_resolves(page):
+    for target in LINK.findall(read(page)):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path, _, anchor = target.partition("#")
+        full = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+        assert os.path.exists(full), f"{os.path.relpath(page, REPO)} links to a missing {target}"
+        if anchor and full.endswith(".md"):
+            assert anchor in anchors(read(full)), f"{os.path.relpath(page, REPO)} links to a missing {target}"
+
+
+def test_every_docs_page_is_in_the_readmes_index():
+    readme = read(os.path.join(REPO, "README.md"))
+    for page in PAGES[1:]:
+        assert f"](docs/{os.path.basename(page)})" in readme, f"docs/{os.path.basename(page)} is not in the README"
+
+
+def test_results_at_a_glance_are_the_studys_figures():
+    study = json.load(open(os.path.join(REPO, "docs", "results.json")))
+    final = {arm: study["arms"][arm]["models"]["final"] for arm in study["arms"]}
+    expected = {
+        "centralised": [final["central"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")]
+        + [final["central"]["average"]["mean_dice"]],
+        "FedAvg": [final["fedavg"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")]
+        + [final["fedavg"]["average"]["mean_dice"]],
+        "local-only": [final[f"local-{s}"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")],
+    }
+    glance = read(os.path.join(REPO, "README.md")).split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in glance.splitlines() if line.startswith("| ") and "---" not in line]
+    for name, values in expected.items():
+        row = next(r for r in rows if r[0].strip().startswith(name))
+        shown = [float(c) for c in row[1:] if c.strip() not in ("-", "")]
+        assert shown == [round(v, 3) for v in values], (name, shown)
