@@ -62,10 +62,11 @@ def write_msd_case(root, case_id, shape=(32, 32, 32), seed=0, images=None, label
     return entry
 
 
-def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="site.json", layout=BRATS_FORMAT):
-    """A tiny site: cases under ``root`` (BraTS or MSD ``layout``) and a datalist; returns the datalist path."""
+def write_site(root, n_train=2, n_val=1, n_test=1, shape=(32, 32, 32), name="site.json", layout=BRATS_FORMAT, seed=0):
+    """A tiny site: cases under ``root`` (BraTS or MSD ``layout``) and a datalist; returns the datalist path. The
+    cases are seeded ``seed + 1``, ``seed + 2``, ...: sites of other seeds hold other cases."""
     write = write_msd_case if layout == MSD_FORMAT else write_case
-    splits, seed = {}, 0
+    splits = {}
     for split, n in (("training", n_train), ("validation", n_val), ("testing", n_test)):
         splits[split] = []
         for _ in range(n):
@@ -131,9 +132,10 @@ def as_flags(training):
 TINY_FLAGS = as_flags(TINY_TRAINING)
 
 
-def write_fl_model(folder, training, name="FL_global_model.pt", seed=0):
+def write_fl_model(folder, training, name="FL_global_model.pt", seed=0, final_logits=None):
     """An untrained model of ``training`` saved as FLARE's persistor does, in ``folder/app_server`` with the
-    job config FLARE keeps beside it; returns the model's path."""
+    job config FLARE keeps beside it; returns the model's path. ``final_logits`` (TC, WT, ET): the model's last
+    convolution set to give these logits at every voxel, whatever the input."""
     import torch
 
     from fedbrats.runtime.model import build_model
@@ -147,5 +149,9 @@ def write_fl_model(folder, training, name="FL_global_model.pt", seed=0):
     with open(os.path.join(app, "config", "config_fed_client.json"), "w") as f:
         json.dump({"format_version": 2, "executors": [{"tasks": ["train"], "executor": executor}]}, f)
     path = os.path.join(app, name)
-    torch.save({"model": build_model(settings).state_dict(), "train_conf": {"train": {"model": "x"}}}, path)
+    state = build_model(settings).state_dict()
+    if final_logits is not None:
+        state["conv_final.2.conv.weight"].zero_()
+        state["conv_final.2.conv.bias"].copy_(torch.tensor(final_logits, dtype=torch.float32))
+    torch.save({"model": state, "train_conf": {"train": {"model": "x"}}}, path)
     return path

@@ -1,7 +1,8 @@
 """FLARE components that tests copy into a tiny job's ``custom/`` folder; never part of the product's jobs.
 
 ``FaultySiteExecutor``: the product's site executor with faults injected at one site in given rounds.
-``ResultRecorder``: a task result filter that writes down every result as it arrives at the server.
+``SiteRecorder``: a site's filter, last of its filters, that writes down every result the site sends (or every task it
+receives).
 """
 
 import json
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from nvflare.apis.dxo import from_shareable
 from nvflare.apis.filter import Filter
-from nvflare.apis.fl_constant import FLContextKey, ReservedKey, ReturnCode
+from nvflare.apis.fl_constant import FLContextKey, ReturnCode
 from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.fuel.utils import fobs
@@ -81,24 +82,27 @@ def describe(value, seen=None):
     return {"__type__": type(value).__name__, "repr": repr(value)}
 
 
-class ResultRecorder(Filter):
-    """Writes ``<n>_<site>_<task>.json`` (a description) and ``.fobs`` (the serialised result) into ``out_dir``."""
+class SiteRecorder(Filter):
+    """Writes ``<direction>_<site>_<task>_<n>.json`` (a description) and ``.fobs`` (the serialised shareable) into
+    ``out_dir``: as a site's last task result filter, what the site sends (``direction`` "sent"); as a task data
+    filter, what it receives ("received")."""
 
-    def __init__(self, out_dir: str = ""):
+    def __init__(self, out_dir: str = "", direction: str = "sent"):
         super().__init__()
         self.out_dir = out_dir
+        self.direction = direction
         self._count = 0
         self._lock = threading.Lock()
 
     def process(self, shareable, fl_ctx):
-        site = shareable.get_peer_prop(ReservedKey.IDENTITY_NAME, "unknown")
+        site = fl_ctx.get_identity_name()
         task = fl_ctx.get_prop(FLContextKey.TASK_NAME, "unknown")
         with self._lock:
             self._count += 1
-            stem = os.path.join(self.out_dir, f"{self._count:03d}_{site}_{task}")
+            stem = os.path.join(self.out_dir, f"{self.direction}_{site}_{task}_{os.getpid()}_{self._count:03d}")
         os.makedirs(self.out_dir, exist_ok=True)
         with open(stem + ".json", "w") as f:
-            json.dump({"site": site, "task": task, "result": describe(shareable)}, f)
+            json.dump({"site": site, "task": task, "direction": self.direction, "shareable": describe(shareable)}, f)
         with open(stem + ".fobs", "wb") as f:
             f.write(fobs.dumps(shareable))
         return shareable

@@ -15,12 +15,14 @@ PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fl_probes.py"
 RESULT_TASKS = ["train", "submit_model", "validate", "validate_global"]
 
 
-def tiny_sites(tmp):
-    """Two sites, each with its own data root: 2 training cases, 1 validation and 1 testing case."""
+def tiny_sites(tmp, sizes=((2, 1, 1), (2, 1, 1))):
+    """Two sites, each with its own data root and its own cases: ``sizes`` (training, validation, testing) per site,
+    each site's cases drawn with seeds of its own."""
     site_data = {}
-    for site in SITES:
+    for k, (site, (n_train, n_val, n_test)) in enumerate(zip(SITES, sizes)):
         root = os.path.join(tmp, f"data-{site}")
-        site_data[site] = {"data_root": root, "datalist": write_site(root, name=f"{site}.json")}
+        datalist = write_site(root, n_train, n_val, n_test, name=f"{site}.json", seed=100 * k)
+        site_data[site] = {"data_root": root, "datalist": datalist}
     return site_data
 
 
@@ -34,7 +36,8 @@ def _edit(path, change):
 
 def probe_job(tmp, overrides, faults=None, record_to=None):
     """The demo job with tiny training; ``faults``: ``{site: {round: fault}}`` of ``FaultySiteExecutor``;
-    ``record_to``: folder where the server's ``ResultRecorder`` writes every result that arrives."""
+    ``record_to``: folder where each site's ``SiteRecorder`` writes every result it sends (after its own filters) and
+    every task it receives."""
     job = build_job("brats_fedavg_demo", os.path.join(tmp, "jobs"), {"training": TINY_TRAINING, **overrides})
     config = os.path.join(job, "app", "config")
     shutil.copy(PROBES, os.path.join(job, "app", "custom", "fl_probes.py"))
@@ -49,12 +52,26 @@ def probe_job(tmp, overrides, faults=None, record_to=None):
 
         _edit(os.path.join(config, "config_fed_client.json"), faulty)
     if record_to:
-        recorder = {"path": "fl_probes.ResultRecorder", "args": {"out_dir": os.path.abspath(record_to)}}
+        out = os.path.abspath(record_to)
+        sent = {"path": "fl_probes.SiteRecorder", "args": {"out_dir": out, "direction": "sent"}}
+        received = {"path": "fl_probes.SiteRecorder", "args": {"out_dir": out, "direction": "received"}}
 
-        def recording(server):
-            server.setdefault("task_result_filters", []).append({"tasks": RESULT_TASKS, "filters": [recorder]})
+        def last_of_every_chain(chains, recorder):
+            """FLARE takes one filter chain per task: the recorder goes last into a task's chain, or a chain of its
+            own for the tasks that have none."""
+            covered = set()
+            for chain in chains:
+                chain["filters"].append(recorder)
+                covered |= set(chain["tasks"])
+            rest = [t for t in RESULT_TASKS if t not in covered]
+            if rest:
+                chains.append({"tasks": rest, "filters": [recorder]})
 
-        _edit(os.path.join(config, "config_fed_server.json"), recording)
+        def recording(client):
+            last_of_every_chain(client.setdefault("task_result_filters", []), sent)
+            last_of_every_chain(client.setdefault("task_data_filters", []), received)
+
+        _edit(os.path.join(config, "config_fed_client.json"), recording)
     return job
 
 

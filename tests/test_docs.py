@@ -54,13 +54,19 @@ def test_every_docs_page_is_in_the_readmes_index():
 def test_results_at_a_glance_are_the_studys_figures():
     study = json.load(open(os.path.join(REPO, "docs", "results.json")))
     final = {arm: study["arms"][arm]["models"]["final"] for arm in study["arms"]}
+
+    def row(arm):
+        model = final[arm]
+        sites = [model["sites"][s]["mean_dice"] for s in ("site-1", "site-2")]
+        return sites + [model["average"]["mean_dice"], model["average"]["dice_with_et"]]
+
     expected = {
-        "centralised": [final["central"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")]
-        + [final["central"]["average"]["mean_dice"]],
-        "FedAvg": [final["fedavg"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")]
-        + [final["fedavg"]["average"]["mean_dice"]],
+        "centralised": row("central"),
+        "FedAvg": row("fedavg"),
         "local-only": [final[f"local-{s}"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")],
     }
+    cases_with_et = final["central"]["average"]["cases_with_et"]
+    assert f"ET on the {cases_with_et} cases with ET" in read(os.path.join(REPO, "README.md"))
     glance = read(os.path.join(REPO, "README.md")).split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1:-1] for line in glance.splitlines() if line.startswith("| ") and "---" not in line]
     for name, values in expected.items():

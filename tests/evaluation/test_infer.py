@@ -3,6 +3,7 @@ import os
 
 import nibabel as nib
 import numpy as np
+import pytest
 from builders import LPS_1_5MM, TINY_TRAINING, write_case, write_fl_model
 
 from fedbrats.cli import main
@@ -25,6 +26,20 @@ def test_infer_writes_brats_labels_on_the_grid_of_the_input(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "final global model" in printed and "config_fed_client.json" in printed
     assert "1/1 Case_LPS:" in printed and f"written to {out}" in printed
+
+
+@pytest.mark.parametrize(
+    "logits, label", [((-9.0, 9.0, -9.0), 2), ((9.0, 9.0, -9.0), 1), ((9.0, 9.0, 9.0), 4), ((-9.0, -9.0, -9.0), 0)]
+)
+def test_infer_writes_the_segmentation_the_model_gives(tmp_path, logits, label):
+    """A model whose output is the same region logits (TC, WT, ET) at every voxel: every voxel of the case's grid gets
+    the label of those regions, WT 2, TC 1 over it, ET 4 over both."""
+    model = write_fl_model(str(tmp_path / "job"), TRAINING, final_logits=logits)
+    entry = write_case(str(tmp_path / "data"), "Case_LPS", shape=(36, 32, 28), affine=LPS_1_5MM)
+    case_dir = str(tmp_path / "data" / os.path.dirname(entry["label"]))
+    assert main(["infer", model, "--case-dir", case_dir, "--out", str(tmp_path / "pred"), "--device", "cpu"]) == 0
+    written = np.asarray(nib.load(str(tmp_path / "pred" / "Case_LPS_seg.nii.gz")).dataobj)
+    assert written.shape == (36, 32, 28) and set(np.unique(written).tolist()) == {label}
 
 
 def test_infer_then_evaluate_a_datalist_split(tiny_site, tmp_path, capsys):

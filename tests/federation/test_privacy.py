@@ -56,5 +56,5 @@ def test_the_utility_cost_table_compares_each_model_with_and_without_the_filter(
         "arm_minutes": 30.0,
     }
     lines = cost_lines(cost)
-    assert "| fedavg-svt | final | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 |" in lines
+    assert "| fedavg-svt | final | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | - | - | 0.5000 |" in lines
     assert lines[-2:] == ["| final | 0.5500 | 0.5000 | -0.0500 |", "| best | 0.5500 | 0.5000 | -0.0500 |"]

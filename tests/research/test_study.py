@@ -1,12 +1,14 @@
 """The accuracy study's machinery on a tiny budget: every arm trains, is evaluated and lands in the tables."""
 
 import json
+import os
 
 import pytest
 import torch
+from conftest import REPO
 
 from fedbrats.research.study import ARMS, FINETUNED, run_study, study_data
-from fedbrats.research.study_report import paired_difference
+from fedbrats.research.study_report import MET, MISSED, NOT_SHOWN, site_difference, targets, to_markdown, verdict
 from fedbrats.runtime.constants import PER_CASE
 
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
@@ -126,7 +128,39 @@ def test_paired_difference_of_two_models_on_the_same_cases():
 
     a = site([0.9, 0.6], [0.9, 0.9], [0.6, 0.3])  # case means 0.8 and 0.6
     b = site([0.6, 0.9], [0.9, 0.6], [0.6, 0.6])  # 0.7 and 0.7: differences +0.1 and -0.1
-    d = paired_difference(a, b)
+    d = site_difference(a, b)
     assert d["mean"] == pytest.approx(0.0) and d["better"] == 1 and d["cases"] == 2
     assert d["interval_95"] == pytest.approx([-0.1, 0.1])
-    assert paired_difference(a, None) is None
+    assert site_difference(a, None) is None
+
+
+@pytest.mark.parametrize(
+    "interval, threshold, above, expected",
+    [
+        ([0.01, 0.05], 0.0, True, MET),
+        ([-0.05, 0.01], 0.0, True, NOT_SHOWN),
+        ([-0.05, -0.01], 0.0, True, MISSED),
+        ([-0.01, 0.02], 0.03, False, MET),
+        ([0.02, 0.04], 0.03, False, NOT_SHOWN),
+        ([0.04, 0.05], 0.03, False, MISSED),
+    ],
+)
+def test_a_verdict_needs_the_whole_interval_on_one_side(interval, threshold, above, expected):
+    assert verdict(interval, threshold, above) == expected
+
+
+@pytest.mark.parametrize("name", ["results", "results-seed-1", "results-1000-steps", "results-2000-steps"])
+def test_a_results_page_is_its_json_rendered(name):
+    """Every table and verdict of a results page is what the study makes of its recorded results."""
+    study = json.load(open(os.path.join(REPO, "docs", f"{name}.json")))
+    assert open(os.path.join(REPO, "docs", f"{name}.md")).read() == to_markdown(study, f"{name}_curves.png")
+
+
+def test_the_targets_of_the_default_study_follow_its_intervals():
+    study = json.load(open(os.path.join(REPO, "docs", "results.json")))
+    rows = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in targets(study)[2:-2]}
+    assert rows["centralised AVE WT Dice at least 0.85"] == MET
+    assert rows["FedAvg above local-only site-2 on site-2's test cases"] == NOT_SHOWN  # interval -0.058 to +0.011
+    seed_1 = json.load(open(os.path.join(REPO, "docs", "results-seed-1.json")))
+    rows = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 1)[1].strip(" |") for line in targets(seed_1)[2:-2]}
+    assert rows["FedAvg above local-only site-2 on site-2's test cases"] == MISSED  # interval -0.055 to -0.005

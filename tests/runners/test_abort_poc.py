@@ -27,6 +27,9 @@ STOPPED = (
     r"abort reached the site"
 )
 STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - .*"
+JOB_END = REACH + 30
+"""Seconds from the admin's abort to the last process of the job ending: the abort reaching the sites, then the job's
+processes finishing the step in flight and closing down."""
 
 
 def logged_at(log, pattern):
@@ -84,10 +87,6 @@ def test_each_site_stops_training_within_one_step(aborted, site):
     assert found, log[-3000:]
     at, match = found
     steps, per_step, after_arrival = int(match.group(1)), float(match.group(2)), float(match.group(3))
-    print(
-        f"{site}: stopped after {steps} steps ({per_step:.2f} s each), {after_arrival:.2f} s after the abort "
-        f"reached it, {at - aborted['abort_at']:.1f} s after the admin command"
-    )
     assert 0 < steps < LOCAL_STEPS
     assert after_arrival <= 2 * per_step  # the step in flight when the abort arrived, and no further one
     assert at - aborted["abort_at"] <= REACH
@@ -95,7 +94,7 @@ def test_each_site_stops_training_within_one_step(aborted, site):
 
 
 def test_the_jobs_processes_end_and_the_system_stays_up(aborted):
-    print(f"the job's processes ended {aborted['job_ended'] - aborted['abort_at']:.1f} s after the abort")
+    assert aborted["job_ended"] - aborted["abort_at"] <= JOB_END, "the job's processes outlived the abort"
     assert aborted["services"] > 0  # server and sites still run: the next job can be submitted
 
 

@@ -12,7 +12,7 @@ from builders import TINY_TRAINING, write_site
 from fedbrats.cli import main
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL
 from fedbrats.runners import poc
-from fedbrats.runners.poc import FL_PORT, PocSystem, listening_ports, make_site_data, round_trip
+from fedbrats.runners.poc import PocSystem, listening_ports, make_site_data, round_trip
 from fedbrats.runtime.constants import DICE_METRICS
 
 SITES = ["site-1", "site-2"]
@@ -20,8 +20,6 @@ SITES = ["site-1", "site-2"]
 
 @pytest.fixture(scope="module")
 def poc_run(tmp_path_factory):
-    if FL_PORT in listening_ports():
-        pytest.skip(f"port {FL_PORT} is already in use by another FLARE system")
     tmp = str(tmp_path_factory.mktemp("poc"))
     site_data = {}
     for k, site in enumerate(SITES):
@@ -31,13 +29,11 @@ def poc_run(tmp_path_factory):
             "datalist": write_site(root, n_train=2, n_val=1, n_test=1 + k, name="list.json"),
         }
     root = os.path.join(tmp, "poc")
-    try:
-        yield (
-            root,
-            round_trip(root, overrides={"num_rounds": 2, "training": TINY_TRAINING}, site_data=site_data, timeout=600),
-        )
+    overrides = {"num_rounds": 2, "training": TINY_TRAINING}
+    try:  # a free port: another POC system may hold FLARE's 8002
+        yield root, round_trip(root, overrides=overrides, site_data=site_data, timeout=600, port=None)
     finally:
-        PocSystem(root, SITES).stop(grace=5)
+        PocSystem(root, SITES, port=None).stop(grace=5)
 
 
 @pytest.mark.slow
@@ -65,9 +61,9 @@ def test_sites_read_their_own_data_roots(poc_run):
 
 @pytest.mark.slow
 def test_nothing_left_running(poc_run):
-    root, _ = poc_run
-    assert PocSystem(root, SITES).our_processes() == []
-    assert FL_PORT not in listening_ports()
+    root, report = poc_run
+    assert PocSystem(root, SITES, port=report["port"]).our_processes() == []
+    assert report["port"] not in listening_ports()
 
 
 def test_synthetic_data_of_three_sites_with_their_grades(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from builders import TINY_TRAINING
 from poc_helpers import command_line, start_with_tiny_sites, trained_rounds, wait_for
 
 from fedbrats.federation.catalog import job_recipe
-from fedbrats.runners.poc import FL_PORT, PocSystem, listening_ports
+from fedbrats.runners.poc import PocSystem, listening_ports
 from fedbrats.runtime.run_state import RUN_STATE_FOLDER, STATE_FILE
 
 pytestmark = pytest.mark.slow
@@ -42,10 +42,8 @@ def server_python_pids(poc):
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    if FL_PORT in listening_ports():
-        pytest.skip(f"port {FL_PORT} is already in use by another FLARE system")
     tmp = str(tmp_path_factory.mktemp("resume"))
-    poc = PocSystem(os.path.join(tmp, "poc"), SITES)
+    poc = PocSystem(os.path.join(tmp, "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
     try:
         start_with_tiny_sites(poc, tmp)
         started = time.time()
@@ -56,9 +54,9 @@ def resumed(tmp_path_factory):
         wait_for(lambda: rounds_done(state_dir) >= 2, 240, "two completed rounds")
         for pid in server_python_pids(poc):
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: FL_PORT not in listening_ports(), 30, "the killed server to release its port")
+        wait_for(lambda: poc.port not in listening_ports(), 30, "the killed server to release its port")
         # FLARE's start script notices the dead server and starts it again
-        wait_for(lambda: FL_PORT in listening_ports(), 120, "the restarted server")
+        wait_for(lambda: poc.port in listening_ports(), 120, "the restarted server")
         second = poc.submit(job_recipe(JOB, resume_from=state_dir))
         status = poc.wait(second, timeout=300)
         poc.stop(grace=5)
@@ -113,4 +111,4 @@ def test_resumed_run_keeps_the_selection_and_its_own_state(resumed):
 
 def test_nothing_left_running(resumed):
     assert resumed["poc"].our_processes() == []
-    assert FL_PORT not in listening_ports()
+    assert resumed["poc"].port not in listening_ports()

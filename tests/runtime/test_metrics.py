@@ -4,7 +4,7 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
 from fedbrats.evaluation.evaluate import case_scores, summary
-from fedbrats.runtime.metrics import HD95_MAX_MM, region_scores
+from fedbrats.runtime.metrics import HD95_MAX_MM, case_metrics, region_scores, site_metrics, without_case_order
 
 
 def cubes(offset, size=2, shape=(24, 12, 12)):
@@ -70,3 +70,40 @@ def test_summary_statistics():
     stats = summary(rows)["hd95_et"]
     quartiles = {"median": 1.5, "25quantile": 0.75, "75quantile": 2.25}
     assert stats == {"mean": 1.5, "std": pytest.approx(np.sqrt(1.25)), **quartiles}
+
+
+def region_masks(tc, wt, et, shape=(8, 8, 8)):
+    """Region masks (TC, WT, ET) each filling a small cube or empty."""
+    masks = np.zeros((3, *shape), bool)
+    for k, on in enumerate((tc, wt, et)):
+        if on:
+            masks[k, 2:5, 2:5, 2:5] = True
+    return masks
+
+
+def test_a_site_counts_the_cases_that_hold_each_region():
+    cases = [
+        case_metrics(region_masks(1, 1, 1), region_masks(1, 1, 1), (1, 1, 1)),  # ET present and found: Dice 1
+        case_metrics(region_masks(1, 1, 0), region_masks(1, 1, 1), (1, 1, 1)),  # ET present, missed: Dice 0
+        case_metrics(region_masks(1, 1, 0), region_masks(1, 1, 0), (1, 1, 0)),  # no ET, none predicted: Dice 1
+        case_metrics(region_masks(1, 1, 1), region_masks(1, 1, 0), (1, 1, 1)),  # no ET, some predicted: Dice 0
+    ]
+    metrics = site_metrics(cases)
+    assert metrics["dice_et"] == 0.5 and metrics["n_cases"] == 4
+    assert (metrics["cases_with_et"], metrics["empty_both_et"], metrics["dice_with_et"]) == (2, 1, 0.5)
+    assert (metrics["cases_with_wt"], metrics["empty_both_wt"], metrics["dice_with_wt"]) == (4, 0, 1.0)
+    assert metrics["per_case"]["dice_et"] == [1.0, 0.0, 1.0, 0.0]  # at the site: the cases' order
+    assert set(metrics["per_case"]) == {"dice_tc", "dice_wt", "dice_et", "hd95_tc", "hd95_wt", "hd95_et"}
+    no_et = site_metrics(cases[2:3])
+    assert (no_et["cases_with_et"], no_et["empty_both_et"], no_et["dice_with_et"]) == (0, 1, None)
+
+
+def test_what_a_site_sends_has_no_case_order():
+    metrics = site_metrics(
+        [case_metrics(region_masks(1, 1, e), region_masks(1, 1, 1), (1, 1, 1)) for e in (1, 0, 1, 0, 0)]
+    )
+    sent = without_case_order(metrics)
+    assert metrics["per_case"]["dice_et"] == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert sent["per_case"]["dice_et"] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert sent["per_case"]["hd95_et"] == sorted(metrics["per_case"]["hd95_et"])
+    assert {k: v for k, v in sent.items() if k != "per_case"} == {k: v for k, v in metrics.items() if k != "per_case"}

@@ -14,6 +14,7 @@ import pytest
 import torch
 from builders import TINY_FLAGS, TINY_TRAINING, write_site
 from conftest import REPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.federation.build_job import build_job
@@ -91,7 +92,9 @@ def test_global_models_are_saved_and_load(two_round_run):
         load_weights(build_model(TrainSettings.from_dict(TINY_TRAINING)), os.path.join(server, name))
     selection = json.load(open(os.path.join(server, SELECTION_FILE)))
     assert [h["round"] for h in selection["history"]] == [1, 2]  # round 2 is the final global model
-    assert selection["best_round"] in (1, 2)
+    assert all(h["complete"] for h in selection["history"]) and selection["best_sites"] == SITES
+    best = max(selection["history"], key=lambda h: h["score"])
+    assert (selection["best_round"], selection["best_score"]) == (best["round"], best["score"])
     for h in selection["history"]:
         assert set(h["sites"]) == set(SITES) and h["sites"]["site-2"]["n_cases"] == 2
         expected = sum(s["mean_dice"] * s["n_cases"] for s in h["sites"].values()) / 3
@@ -108,9 +111,11 @@ def test_cross_site_results_cover_every_model_and_site(two_round_run):
             assert metrics["n_cases"] == cases and metrics["split"] == "testing"
             assert all(0.0 <= metrics[m] <= 1.0 for m in DICE_METRICS)
             assert all(0.0 <= metrics[m] <= 373.13 for m in HD95_METRICS)
-            per_case = metrics[PER_CASE]  # numbers only, one per case
+            per_case = metrics[PER_CASE]  # numbers only, one per case, each list sorted: no case order
             assert set(per_case) == set(DICE_METRICS + HD95_METRICS)
             assert all(len(v) == cases and all(isinstance(x, float) for x in v) for v in per_case.values())
+            assert all(v == sorted(v) for v in per_case.values())
+            assert all(metrics[f"cases_with_{r}"] == cases for r in ("tc", "wt", "et"))  # every tiny case has all
             assert sum(per_case["hd95_wt"]) / cases == pytest.approx(metrics["hd95_wt"])
     shared = os.listdir(f"{workspace}/server/simulate_job/cross_site_val/model_shareables")
     assert {"site-1", "site-2"} <= set(shared)
@@ -121,8 +126,13 @@ def test_sites_keep_best_local_models_and_tensorboard_logs(two_round_run):
     for site in SITES:
         app = os.path.join(workspace, site, "simulate_job", f"app_{site}")
         checkpoint = torch.load(os.path.join(app, "best_local_model.pt"), weights_only=False)
-        assert checkpoint["round"] in (0, 1)
-        assert glob.glob(os.path.join(app, "tb_events", "events.out.tfevents.*"))
+        events = EventAccumulator(os.path.join(app, "tb_events"))
+        events.Reload()
+        local = {e.step: e.value for e in events.Scalars("local_model/mean_dice")}
+        assert sorted(local) == [0, 1]  # the local model of each round, scored by the site
+        best_round = max(local, key=lambda r: (local[r], -r))  # the first of equal scores is kept
+        assert checkpoint["round"] == best_round
+        assert checkpoint["metrics"]["mean_dice"] == pytest.approx(local[best_round])
     log = open(simulator_log(workspace)).read()
     for site in SITES:
         assert f"data root {site_data[site]['data_root']}" in log

@@ -10,7 +10,18 @@ from typing import Dict, List, Optional
 from fedbrats.evaluation.learning_curves import learning_curves
 from fedbrats.evaluation.report_figures import write_figures
 from fedbrats.prepare.site_specs import site_order
-from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGIONS
+from fedbrats.runtime.constants import (
+    CASES_WITH,
+    DICE_METRICS,
+    DICE_WITH,
+    EMPTY_BOTH,
+    HD95_METRICS,
+    MEAN_DICE,
+    N_CASES,
+    PER_CASE,
+    REGIONS,
+    metric_name,
+)
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 
@@ -44,6 +55,11 @@ def site_result(metrics: object) -> Optional[Dict[str, object]]:
     out[MEAN_DICE] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(DICE_METRICS)))
     if all(isinstance(metrics.get(m), (int, float)) for m in HD95_METRICS):
         out.update({m: float(metrics[m]) for m in HD95_METRICS})
+    if all(isinstance(metrics.get(m), int) for r in REGIONS for m in (with_name(r), empty_name(r))):
+        for region in REGIONS:
+            dice_with = metrics.get(metric_name(DICE_WITH, region))
+            out[with_name(region)], out[empty_name(region)] = metrics[with_name(region)], metrics[empty_name(region)]
+            out[metric_name(DICE_WITH, region)] = float(dice_with) if isinstance(dice_with, (int, float)) else None
     per_case = metrics.get(PER_CASE)
     if isinstance(per_case, dict):
         kept = {m: [float(v) for v in per_case[m]] for m in DICE_METRICS + HD95_METRICS if _numbers(per_case.get(m), n)}
@@ -51,6 +67,14 @@ def site_result(metrics: object) -> Optional[Dict[str, object]]:
             out[PER_CASE] = kept
     out[N_CASES] = n
     return out
+
+
+def with_name(region: str) -> str:
+    return metric_name(CASES_WITH, region)
+
+
+def empty_name(region: str) -> str:
+    return metric_name(EMPTY_BOTH, region)
 
 
 def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
@@ -65,6 +89,15 @@ def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
         keys += HD95_METRICS
     out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in keys}
     out[N_CASES] = total
+    if all(with_name(region) in r for r in present for region in REGIONS):
+        for region in REGIONS:
+            dice_with, cases_with = metric_name(DICE_WITH, region), with_name(region)
+            holding = [r for r in present if r[cases_with]]
+            out[cases_with] = sum(r[cases_with] for r in present)
+            out[empty_name(region)] = sum(r[empty_name(region)] for r in present)
+            out[dice_with] = (
+                sum(r[dice_with] * r[cases_with] for r in holding) / out[cases_with] if out[cases_with] else None
+            )
     return out
 
 
@@ -189,7 +222,39 @@ def region_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> L
         if with_hd95:
             values += [_fmt_mm(r.get(k) if r else None) for k in HD95_METRICS]
         lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
+    return lines + presence_table(rows)
+
+
+def presence_table(rows: List[tuple]) -> List[str]:
+    """Markdown rows, below a region table, of the cases that hold each region, the Dice on those cases, and the
+    cases where a region is in neither the reference nor the prediction (scored Dice 1 by the rule); nothing when the
+    results do not say."""
+    if not all(r is None or with_name(REGIONS[0]) in r for _, r in rows) or not any(r for _, r in rows):
+        return []
+    lines = [
+        "",
+        PRESENCE_NOTE,
+        "",
+        "| site | cases with TC / WT / ET | Dice on them: TC / WT / ET | in neither, Dice 1: TC / WT / ET |",
+        "|---|---|---|---|",
+    ]
+    for site, r in rows:
+        if r is None:
+            lines.append(f"| {site} | missing | missing | missing |")
+            continue
+        held = " / ".join(str(r[with_name(g)]) for g in REGIONS)
+        dice = " / ".join(
+            "-" if r[metric_name(DICE_WITH, g)] is None else f"{r[metric_name(DICE_WITH, g)]:.4f}" for g in REGIONS
+        )
+        empty = " / ".join(str(r[empty_name(g)]) for g in REGIONS)
+        lines.append(f"| {site} | {held} of {r[N_CASES]} | {dice} | {empty} |")
     return lines
+
+
+PRESENCE_NOTE = (
+    "A case without a region in its reference scores Dice 1 for that region when the model predicts none of it (and "
+    "0 otherwise): the Dice on the cases that hold each region, and how many cases scored 1 by that rule:"
+)
 
 
 HD95_NOTE = (

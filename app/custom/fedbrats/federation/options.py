@@ -32,7 +32,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
     parser.add_argument(
-        "--privacy", choices=PRIVACY_OPTIONS, help="FLARE filter on the sites' training results (docs/privacy.md)"
+        "--privacy",
+        choices=PRIVACY_OPTIONS,
+        help="FLARE filter on what a site sends each round (docs/privacy.md). none: the weights as trained, and each "
+        "site's best local model goes to the other sites to be scored; svt: noisy, sparse weight changes "
+        "(differential privacy); percentile: only the largest weight changes, clipped; exclude: the weight changes "
+        "without the tensors matching exclude_vars (default the VAE branch), which stay at the site. With any "
+        "filter the local models stay at the sites. Scores (Dice, HD95, counts, sorted per-case values) are sent "
+        "under every option",
     )
     parser.add_argument(
         "--privacy-arg",

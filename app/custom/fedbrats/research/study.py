@@ -24,12 +24,22 @@ from fedbrats.prepare.synthetic import split_sizes, write_sites
 from fedbrats.research.study_report import RESULTS, write_results
 from fedbrats.runners.simulate import run_simulator
 from fedbrats.runners.train import BEST_MODEL, LAST_MODEL, fit
-from fedbrats.runtime.constants import CENTRAL_SITE, MEAN_DICE, N_CASES, SITE_GRADES
+from fedbrats.runtime.constants import (
+    CENTRAL_SITE,
+    DICE,
+    MEAN_DICE,
+    N_CASES,
+    PER_CASE,
+    REGIONS,
+    SITE_GRADES,
+    metric_name,
+)
 from fedbrats.runtime.data.datalist import write_json
 from fedbrats.runtime.data.loaders import site_loader
 from fedbrats.runtime.engine import SegmentationEngine, evaluate, select_device
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 from fedbrats.runtime.fl.site_data import write_site_settings
+from fedbrats.runtime.metrics import region_counts
 from fedbrats.runtime.model import build_model, load_weights
 from fedbrats.runtime.settings import TrainSettings, add_settings_arguments, settings_overrides
 
@@ -37,6 +47,9 @@ SITES = list(SITE_GRADES)
 FEDAVG, FINETUNED = "fedavg", "finetuned"
 ARMS = ("central", FEDAVG) + tuple(f"{FINETUNED}-{s}" for s in SITES) + tuple(f"local-{s}" for s in SITES)
 DONE_FILE = "arm.json"
+EVALUATION_VERSION = 2
+"""How the arms are evaluated, part of every arm's reuse key: an arm scored by other evaluation code is run again.
+2: region counts (cases holding each region, Dice on them, cases scored 1 by the empty-region rule)."""
 DATA_FILE = "study_data.json"
 DEFAULT_CASES, DEFAULT_TEST_CASES, DEFAULT_STEPS, DEFAULT_ROUNDS = 24, 12, 2500, 50
 """The default study: synthetic cases per site (16 training, 4 validation), test cases per site, optimiser steps per
@@ -113,6 +126,7 @@ def fedavg_arm(
     server = fedavg_server_dir(arm_dir)
     with open(os.path.join(server, SELECTION_FILE)) as f:
         selection = json.load(f)
+    check_every_round(selection, rounds)
     curve = [
         {
             "steps": h["round"] * local_steps * len(SITES),
@@ -128,6 +142,19 @@ def fedavg_arm(
         "best": os.path.join(server, "best_FL_global_model.pt"),
         "best_round": selection["best_round"],
     }
+
+
+def check_every_round(selection: dict, rounds: int) -> None:
+    """Refuse a FedAvg arm in which a round did not complete with every site: its models would not be what the
+    budget says. Every round from 1 to ``rounds`` (the last: the final model's scoring) must be scored by every site."""
+    scored = {h["round"]: sorted(h.get("sites", {})) for h in selection.get("history", [])}
+    short = [f"round {r}: {', '.join(scored.get(r, [])) or 'no site'}" for r in range(1, rounds + 1)]
+    short = [s for r, s in zip(range(1, rounds + 1), short) if scored.get(r) != sorted(SITES)]
+    if short or selection.get("lost"):
+        raise SystemExit(
+            f"the FedAvg arm did not complete every round with every site ({', '.join(SITES)}): "
+            f"{'; '.join(short) or 'sites lost: ' + ', '.join(selection['lost'])}"
+        )
 
 
 def fedavg_server_dir(arm_dir: str) -> str:
@@ -165,8 +192,9 @@ def evaluate_model(path: str, settings: TrainSettings, loaders: Dict[str, object
 def fingerprint(
     settings: TrainSettings, steps: int, rounds: int, val_every: int, cases: int, seed: int, test_cases: int = 0
 ) -> dict:
-    """What a finished arm must match to be reused."""
+    """What a finished arm must match to be reused: its training, and the version of the evaluation that scored it."""
     key = {
+        "evaluation": EVALUATION_VERSION,
         "settings": settings.to_dict(),
         "steps": steps,
         "rounds": rounds,
@@ -324,11 +352,13 @@ def run_study(
     val_every = steps // rounds
     key = fingerprint(settings, steps, rounds, val_every, cases, seed, test_cases)
     loaders = test_loaders(data_root, settings)
+    presence = test_presence(data_root, settings)
     results = {}
     for k, arm in enumerate(arms, 1):
         print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders, None, fine_tune_steps)
     study = summary(command, settings, steps, rounds, cases, seed, results, start, test_cases, fine_tune_steps)
+    study["test_presence"] = presence
     paths = write_results(study, docs, name)
     print(
         f"[study] done in {study['minutes']:.1f} min; results: {', '.join(paths)}; models and logs: "
@@ -338,8 +368,58 @@ def run_study(
     return study
 
 
+def test_presence(data_root: str, settings: TrainSettings) -> Dict[str, Dict[str, List[float]]]:
+    """For every site's test cases, in their order, whether each region is in the reference as the arms were scored
+    (the labels preprocessed with ``settings``): ``{site: {region: [1.0 or 0.0 per case]}}``."""
+    presence = {}
+    for site, loader in test_loaders(data_root, settings).items():
+        labels = [batch["label"][0] for batch in loader]
+        presence[site] = {r: [float(label[k].any()) for label in labels] for k, r in enumerate(REGIONS)}
+    return presence
+
+
+def add_region_counts(study: dict, presence: Dict[str, Dict[str, List[float]]]) -> None:
+    """Give every site result of ``study`` that has per-case Dice its region counts, and every model its average
+    again (results recorded before the evaluation counted regions)."""
+    for arm in study["arms"].values():
+        for model in arm["models"].values():
+            for site, result in model["sites"].items():
+                if result is not None and PER_CASE in result:
+                    for region in REGIONS:
+                        dice = result[PER_CASE][metric_name(DICE, region)]
+                        result.update(region_counts(dice, presence[site][region], region))
+            model["average"] = weighted_average(model["sites"])
+
+
+def recorded_cases(split: List[int]) -> Tuple[int, int]:
+    """(``--cases``, ``--test-cases``) of a recorded split."""
+    cases = next(n for n in range(3, 10 * sum(split)) if data_split(n, split[2]) == tuple(split))
+    return cases, split[2]
+
+
+def render(docs: str, name: str, out: str) -> List[str]:
+    """Write ``<name>.md`` and its curves again from ``<docs>/<name>.json``, without training; results recorded
+    before the evaluation counted regions get their counts from the study's data, made again where it is missing."""
+    path = os.path.join(docs, f"{name}.json")
+    with open(path) as f:
+        study = json.load(f)
+    if "test_presence" not in study:
+        split = study.get("split") or list(data_split(study["cases_per_site"]))
+        cases, test_cases = recorded_cases(split)
+        data_out = os.path.join(out, f"render-seed-{study['seed']}-{'-'.join(map(str, split))}")
+        data_root = study_data(data_out, cases, study["seed"], test_cases)
+        study["test_presence"] = test_presence(data_root, TrainSettings.from_dict(study["settings"]))
+        add_region_counts(study, study["test_presence"])
+    return write_results(study, docs, name)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="workspace/study", help="data, models and logs of every arm")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="write <docs>/<name>.md and its curves again from <docs>/<name>.json, without training",
+    )
     parser.add_argument("--docs", default="docs", help="folder for the results' Markdown, JSON and curves PNG")
     parser.add_argument("--name", default=RESULTS, help="their file names' stem: <name>.md, <name>.json, ...")
     parser.add_argument(
@@ -373,6 +453,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.render:
+        print(f"[study] written again: {', '.join(render(args.docs, args.name, args.out))}")
+        return
     if args.steps % (len(SITES) * args.rounds):
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
     if args.finetune_steps < 1:

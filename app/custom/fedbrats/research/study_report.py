@@ -5,8 +5,18 @@ import random
 from typing import List, Optional
 
 from fedbrats.evaluation.plots import DPI, pyplot, save
-from fedbrats.evaluation.report import DICE_COLUMNS, _fmt, region_table
-from fedbrats.runtime.constants import DICE, DICE_METRICS, MEAN_DICE, PER_CASE, metric_name
+from fedbrats.evaluation.report import _fmt, region_table
+from fedbrats.runtime.constants import (
+    CASES_WITH,
+    DICE,
+    DICE_METRICS,
+    DICE_WITH,
+    EMPTY_BOTH,
+    MEAN_DICE,
+    N_CASES,
+    PER_CASE,
+    metric_name,
+)
 from fedbrats.runtime.data.datalist import write_json
 
 RESULTS = "results"
@@ -20,35 +30,62 @@ ARM_LABELS = {
 
 
 BOOTSTRAP_SAMPLES = 10000
+MET, MISSED, NOT_SHOWN = "met", "missed", "not shown"
+UNRECORDED = "not shown: recorded without per-case values"
+"""A verdict: the whole 95% interval clears the threshold, none of it does, or it straddles the threshold."""
 
 
-def paired_difference(a: dict, b: dict) -> Optional[dict]:
-    """Model ``a`` minus model ``b`` on the same site's cases: the mean of the per-case differences of mean Dice
-    (TC, WT, ET), its 95% bootstrap interval (cases resampled, seeded) and the cases where ``a`` is better."""
+def bootstrap(values: List[float], samples: int = BOOTSTRAP_SAMPLES) -> dict:
+    """The mean of ``values`` and its 95% bootstrap interval (the values resampled with replacement, seeded)."""
+    rng, n = random.Random(0), len(values)
+    boots = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    return {"mean": sum(values) / n, "interval_95": [boots[int(0.025 * samples)], boots[int(0.975 * samples) - 1]]}
+
+
+def case_means(result: dict) -> List[float]:
+    """Each case's mean Dice over the regions, in the order of the site's cases (evaluated where the study ran)."""
+    per_case = result[PER_CASE]
+    return [sum(per_case[m][i] for m in DICE_METRICS) / len(DICE_METRICS) for i in range(result[N_CASES])]
+
+
+def pooled(model: dict, values) -> Optional[List[float]]:
+    """``values(site result)`` of every site's cases, one list in the order of the sites; None when one is missing."""
+    sites = model["sites"].values()
+    if any(r is None or PER_CASE not in r for r in sites):
+        return None
+    return [v for r in sites for v in values(r)]
+
+
+def paired_difference(a: Optional[List[float]], b: Optional[List[float]]) -> Optional[dict]:
+    """``a`` minus ``b``, case by case on the same cases: the mean difference, its 95% bootstrap interval and the
+    cases where ``a`` is higher."""
+    if not a or not b:
+        return None
+    diffs = [x - y for x, y in zip(a, b)]
+    return {**bootstrap(diffs), "better": sum(d > 0 for d in diffs), "cases": len(diffs)}
+
+
+def site_difference(a: Optional[dict], b: Optional[dict]) -> Optional[dict]:
+    """Model ``a`` minus model ``b`` on one site's cases, by each case's mean Dice (:func:`paired_difference`)."""
     if not a or not b or PER_CASE not in a or PER_CASE not in b:
         return None
-    means = [
-        [sum(r[PER_CASE][m][i] for m in DICE_METRICS) / len(DICE_METRICS) for i in range(r["n_cases"])] for r in (a, b)
-    ]
-    diffs = [x - y for x, y in zip(*means)]
-    rng, n = random.Random(0), len(diffs)
-    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(BOOTSTRAP_SAMPLES))
-    return {
-        "mean": sum(diffs) / n,
-        "interval_95": [boots[int(0.025 * BOOTSTRAP_SAMPLES)], boots[int(0.975 * BOOTSTRAP_SAMPLES) - 1]],
-        "better": sum(d > 0 for d in diffs),
-        "cases": n,
-    }
+    return paired_difference(case_means(a), case_means(b))
 
 
-def difference_words(d: Optional[dict]) -> str:
-    if d is None:
-        return ""
+def verdict(interval: List[float], threshold: float, above: bool) -> str:
+    """:data:`MET` when the whole interval is above (``above``) or below the threshold, :data:`MISSED` when the whole
+    of it is on the other side, :data:`NOT_SHOWN` when it straddles the threshold."""
+    low, high = interval
+    if (low > threshold) if above else (high < threshold):
+        return MET
+    if (high < threshold) if above else (low > threshold):
+        return MISSED
+    return NOT_SHOWN
+
+
+def interval_words(d: dict) -> str:
     low, high = d["interval_95"]
-    return (
-        f"; per case {d['mean']:+.4f} (95% bootstrap interval {low:+.4f} to {high:+.4f}), "
-        f"better on {d['better']} of {d['cases']}"
-    )
+    return f"{d['mean']:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
 
 
 def arm_label(arm: str) -> str:
@@ -60,65 +97,96 @@ def arm_label(arm: str) -> str:
 
 def comparison_table(study: dict) -> List[str]:
     sites = list(study["sites"])
-    header = "| arm | model | " + " | ".join(f"{s} mean" for s in sites) + " | AVE TC | AVE WT | AVE ET | AVE mean |"
-    lines = [header, "|---" * (len(sites) + 6) + "|"]
+    et_with, et_empty = metric_name(DICE_WITH, "ET"), metric_name(EMPTY_BOTH, "ET")
+    header = "| arm | model | " + " | ".join(f"{s} mean" for s in sites)
+    header += " | AVE TC | AVE WT | AVE ET | AVE ET on cases with ET | ET scored 1 by the rule | AVE mean |"
+    lines = [header, "|---" * (len(sites) + 8) + "|"]
     for arm, result in study["arms"].items():
         for which in ("final", "best"):
             m = result["models"][which]
             cells = [_fmt(m["sites"][s][MEAN_DICE] if m["sites"][s] else None) for s in sites]
             avg = m["average"] or {}
-            cells += [_fmt(avg.get(k)) for k in DICE_COLUMNS]
+            cells += [_fmt(avg.get(k)) for k in DICE_METRICS]
+            if et_with in avg:
+                held = avg[metric_name(CASES_WITH, "ET")]
+                cells += [
+                    f"{_fmt(avg[et_with])} ({held} cases)",
+                    f"{avg[et_empty]} of {avg[N_CASES] - held} without ET",
+                ]
+            else:
+                cells += ["-", "-"]
+            cells.append(_fmt(avg.get(MEAN_DICE)))
             lines.append(f"| {arm} | {which} | " + " | ".join(cells) + " |")
     return lines
 
 
+def region_target(what: str, values: List[float], target: float) -> str:
+    d = bootstrap(values)
+    low, high = d["interval_95"]
+    return f"| {what} | {d['mean']:.4f} ({low:.4f} to {high:.4f}) | {verdict(d['interval_95'], target, above=True)} |"
+
+
 def targets(study: dict) -> List[str]:
-    """The centralised arm's region targets, and FedAvg's against the centralised and local-only arms; final models."""
+    """The study's targets on the final models, each judged by its 95% bootstrap interval over the test cases: met
+    only when the whole interval clears the threshold (:func:`verdict`)."""
     arms = study["arms"]
-
-    def final(arm, site=None):
-        m = arms[arm]["models"]["final"]
-        r = m["average"] if site is None else m["sites"][site]
-        return r[MEAN_DICE] if r else None
-
-    def against_local(arm, site):
-        return difference_words(
-            paired_difference(
-                arms[arm]["models"]["final"]["sites"][site], arms[f"local-{site}"]["models"]["final"]["sites"][site]
-            )
-        )
-
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    if "central" in arms and arms["central"]["models"]["final"]["average"]:
-        average = arms["central"]["models"]["final"]["average"]
-        for region, target in CENTRAL_TARGETS.items():
-            value = average[metric_name(DICE, region)]
-            lines.append(
-                f"| centralised AVE {region} Dice at least {target:.2f} | {value:.4f} "
-                f"| {'yes' if value >= target else 'no'} |"
-            )
-    if "central" in arms and "fedavg" in arms:
-        gap = final("central") - final("fedavg")
-        lines.append(
-            f"| FedAvg AVE mean Dice within 0.03 of centralised (aim 0.01) | central {final('central'):.4f}, "
-            f"FedAvg {final('fedavg'):.4f}: gap {gap:+.4f} | {'yes' if gap <= 0.03 else 'no'} |"
-        )
     last = list(study["sites"])[-1]
-    if f"local-{last}" in arms and "fedavg" in arms:
-        fed, local = final("fedavg", last), final(f"local-{last}", last)
-        lines.append(
-            f"| FedAvg above local-only {last} on {last}'s test cases | FedAvg {fed:.4f}, local-only {local:.4f}"
-            f"{against_local('fedavg', last)} | {'yes' if fed > local else 'no'} |"
-        )
-    if f"local-{last}" in arms and f"finetuned-{last}" in arms:
-        tuned, local = final(f"finetuned-{last}", last), final(f"local-{last}", last)
-        steps = study["fine_tune"]["steps"]
-        lines.append(
-            f"| FedAvg fine-tuned at {last} ({steps} more steps) above local-only {last} on {last}'s test cases "
-            f"| fine-tuned {tuned:.4f}, local-only {local:.4f}{against_local(f'finetuned-{last}', last)} "
-            f"| {'yes' if tuned > local else 'no'} |"
-        )
-    return lines
+    lines = ["| target | measured (95% bootstrap interval over the test cases) | verdict |", "|---|---|---|"]
+
+    def final(arm):
+        return arms[arm]["models"]["final"]
+
+    presence = study.get("test_presence") or {}
+    if "central" in arms and final("central")["average"]:
+        for region, target in CENTRAL_TARGETS.items():
+            name = metric_name(DICE, region)
+            values = pooled(final("central"), lambda r, name=name: r[PER_CASE][name])
+            if values is None:
+                point = final("central")["average"][name]
+                lines.append(f"| centralised AVE {region} Dice at least {target:.2f} | {point:.4f} | {UNRECORDED} |")
+                continue
+            lines.append(region_target(f"centralised AVE {region} Dice at least {target:.2f}", values, target))
+            held = [p for site in study["sites"] for p in presence.get(site, {}).get(region, [])]
+            if held and len(held) == len(values) and not all(held):
+                with_region = [v for v, p in zip(values, held) if p]
+                what = f"centralised {region} Dice on the {len(with_region)} cases with {region} at least {target:.2f}"
+                lines.append(region_target(what, with_region, target))
+    if "central" in arms and "fedavg" in arms:
+        gap = paired_difference(pooled(final("central"), case_means), pooled(final("fedavg"), case_means))
+        if gap is None:
+            point = final("central")["average"][MEAN_DICE] - final("fedavg")["average"][MEAN_DICE]
+            lines.append(
+                f"| FedAvg's mean Dice within 0.03 of centralised's | centralised minus FedAvg {point:+.4f} | "
+                f"{UNRECORDED} |"
+            )
+        else:
+            lines.append(
+                f"| FedAvg's mean Dice within 0.03 of centralised's (aim 0.01), case by case on every test case | "
+                f"centralised minus FedAvg {interval_words(gap)} | {verdict(gap['interval_95'], 0.03, above=False)} "
+                f"(aim 0.01: {verdict(gap['interval_95'], 0.01, above=False)}) |"
+            )
+    tuned = f"FedAvg fine-tuned at {last} ({(study.get('fine_tune') or {}).get('steps')} more steps)"
+    for arm, words in (("fedavg", "FedAvg"), (f"finetuned-{last}", tuned)):
+        local = f"local-{last}"
+        if arm in arms and local in arms:
+            d = site_difference(final(arm)["sites"][last], final(local)["sites"][last])
+            if d is None:
+                point = final(arm)["sites"][last][MEAN_DICE] - final(local)["sites"][last][MEAN_DICE]
+                lines.append(
+                    f"| {words} above local-only {last} on {last}'s test cases | minus local-only "
+                    f"{point:+.4f} | {UNRECORDED} |"
+                )
+            else:
+                lines.append(
+                    f"| {words} above local-only {last} on {last}'s test cases | minus local-only "
+                    f"{interval_words(d)}, higher on {d['better']} of {d['cases']} | "
+                    f"{verdict(d['interval_95'], 0.0, above=True)} |"
+                )
+    return lines + [
+        "",
+        f"A verdict is {MET} only when the whole interval clears the threshold, {MISSED} when none of it does, and "
+        f"{NOT_SHOWN} when the interval straddles it: the test cases cannot tell.",
+    ]
 
 
 def plot_curves(study: dict, path: str) -> str:
@@ -163,6 +231,9 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
             f"Command: `{study['command']}`; the arms trained and were evaluated in {study['arm_minutes']} min "
             f"(without writing the synthetic data) on {study.get('machine', 'an unrecorded machine')}.",
             "",
+        ]
+        + ([study["note"], ""] if study.get("note") else [])
+        + [
             f"Data: {study['cases_per_site']} synthetic cases per site{split_words(study)} ({sites}), "
             f"seed {study['seed']}. "
             f"Every arm takes {study['steps']} optimiser steps counted over all sites, batch {s['batch_size']}, "
@@ -189,8 +260,8 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
             "",
             f"![validation Dice against optimiser steps]({curves_png})",
             "",
-            "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only and "
-            "fine-tuned arms.",
+            "Validation cases: both sites' for the centralised and FedAvg arms, the site's own for local-only"
+            + (" and fine-tuned arms." if any(a.startswith("finetuned") for a in study["arms"]) else " arms."),
             "",
         ]
     )

@@ -203,14 +203,16 @@ def round_trip(
     timeout: float = 1800,
     gpu: Optional[List[str]] = None,
     sites: Sequence[Union[str, SiteSpec]] = REFERENCE_SITES,
+    port: Optional[int] = FL_PORT,
 ) -> dict:
     """Prepare, start, submit, wait, download, report and stop; returns the report.
 
-    The sites are those of ``site_data`` with their own data, else ``sites`` (``NAME[:GRADE]``) on synthetic data."""
+    The sites are those of ``site_data`` with their own data, else ``sites`` (``NAME[:GRADE]``) on synthetic data.
+    ``port``: the server's port (None: a free one)."""
     start = time.time()
     specs = parse_sites(sorted(site_data) if site_data else sites)
     sites = [s.name for s in specs]
-    poc = PocSystem(root, sites)
+    poc = PocSystem(root, sites, port=port)
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     for s in previous:
         signal.signal(s, _raise_interrupt)
@@ -238,7 +240,13 @@ def round_trip(
         report = write_report(result_dir, os.path.join(poc.root, "report"))
         print("[poc] 6/6 cross-site evaluation report\n" + report["markdown"], flush=True)
         report.update(
-            {"job_id": job_id, "result_dir": result_dir, "site_data": site_data, "seconds": time.time() - start}
+            {
+                "job_id": job_id,
+                "result_dir": result_dir,
+                "site_data": site_data,
+                "port": poc.port,
+                "seconds": time.time() - start,
+            }
         )
         return report
     finally:

@@ -38,6 +38,14 @@ HD95_METRICS = tuple(metric_name(HD95, r) for r in REGIONS)
 MEAN_DICE = "mean_dice"
 """Key metric of the product: mean Dice over REGIONS."""
 N_CASES = "n_cases"
+CASES_WITH, EMPTY_BOTH, DICE_WITH = "cases_with", "empty_both", "dice_with"
+"""Per region, over a site's cases (``cases_with_et``, ...): how many have the region in the reference, how many have
+it in neither the reference nor the prediction (scored Dice 1 by the BraTS rule), and the mean Dice over the cases
+that have it (None when none has)."""
+REGION_COUNTS = tuple(metric_name(m, r) for m in (CASES_WITH, EMPTY_BOTH, DICE_WITH) for r in REGIONS)
+PRESENT = "present"
+"""Per case (``present_et``): 1 when the reference holds the region; aggregated into :data:`REGION_COUNTS`, never
+sent per case."""
 PER_CASE = "per_case"
 """Key of the per-case values in a site's metrics: ``{metric name: [one number per case]}``, no case names."""
 

@@ -14,13 +14,17 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
 from fedbrats.runtime.constants import (
+    CASES_WITH,
     DICE,
     DICE_METRICS,
+    DICE_WITH,
+    EMPTY_BOTH,
     HD95,
     HD95_METRICS,
     MEAN_DICE,
     N_CASES,
     PER_CASE,
+    PRESENT,
     REGIONS,
     metric_name,
 )
@@ -61,21 +65,47 @@ def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    """``dice_tc`` ... ``hd95_et`` of one case's region masks (TC, WT, ET, ...), channel first."""
+    """``dice_tc`` ... ``hd95_et`` of one case's region masks (TC, WT, ET, ...), channel first, and whether the
+    reference holds each region (``present_tc`` ...: 1 or 0)."""
     out = {}
     for k, region in enumerate(REGIONS):
         for metric, value in region_scores(pred[k], ref[k], spacing).items():
             out[metric_name(metric, region)] = value
+        out[metric_name(PRESENT, region)] = float(np.asarray(ref[k]).any())
     return out
 
 
+def region_counts(dice: Sequence[float], present: Sequence[float], region: str) -> Dict[str, object]:
+    """``cases_with_<region>``, ``empty_both_<region>`` and ``dice_with_<region>`` of one region's per-case Dice and
+    the reference's presence of the region, case by case (:data:`~fedbrats.runtime.constants.REGION_COUNTS`)."""
+    with_region = [d for d, p in zip(dice, present) if p]
+    return {
+        metric_name(CASES_WITH, region): len(with_region),
+        metric_name(EMPTY_BOTH, region): sum(1 for d, p in zip(dice, present) if not p and d == 1.0),
+        metric_name(DICE_WITH, region): sum(with_region) / len(with_region) if with_region else None,
+    }
+
+
 def site_metrics(cases: List[Dict[str, float]]) -> Dict[str, object]:
-    """A site's metric dict: mean Dice and HD95 per region, mean Dice over the regions, case count, and
-    :data:`~fedbrats.runtime.constants.PER_CASE` values (numbers in the order of the cases, without their names)."""
+    """A site's metric dict: mean Dice and HD95 per region, mean Dice over the regions, case count, the cases that
+    hold each region (:func:`region_counts`), and :data:`~fedbrats.runtime.constants.PER_CASE` values (numbers in the
+    order of the cases, without their names; :func:`without_case_order` before they leave a site)."""
     names = DICE_METRICS + HD95_METRICS
     per_case = {name: [float(c[name]) for c in cases] for name in names}
     out: Dict[str, object] = {name: sum(v) / len(v) if v else math.nan for name, v in per_case.items()}
     out[MEAN_DICE] = sum(out[name] for name in DICE_METRICS) / len(DICE_METRICS)
     out[N_CASES] = len(cases)
+    for region in REGIONS:
+        present = [c.get(metric_name(PRESENT, region), 1.0) for c in cases]
+        out.update(region_counts(per_case[metric_name(DICE, region)], present, region))
     out[PER_CASE] = per_case
+    return out
+
+
+def without_case_order(metrics: Dict[str, object]) -> Dict[str, object]:
+    """``metrics`` with each per-case list sorted: what a site sends. Each list on its own, so no value can be tied to
+    a case of the site's datalist by its position, nor one metric's value of a case to another's."""
+    out = dict(metrics)
+    if isinstance(out.get(PER_CASE), dict):
+        out[PER_CASE] = {name: sorted(values) for name, values in out[PER_CASE].items()}
     return out

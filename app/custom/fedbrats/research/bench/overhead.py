@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from monai.data import DataLoader, Dataset
 
 from fedbrats.federation.build_job import build_job
 from fedbrats.federation.catalog import job_definition
+from fedbrats.federation.definition import JobDefinition
 from fedbrats.prepare.synthetic import write_sites
 from fedbrats.research.bench.flare_logs import log_times, task_seconds
 from fedbrats.research.doc_sections import keep_sections, machine
@@ -30,6 +32,8 @@ from fedbrats.runtime.fl.site_data import write_site_settings
 from fedbrats.runtime.settings import TrainSettings
 
 SITES = list(SITE_GRADES)
+PRODUCT_REQUEST_INTERVAL = JobDefinition("any").task_request_interval
+"""The task request interval every job of the product runs with."""
 
 
 def ensure_data(root: str, cases: int, size: str, sites: List[str] = SITES) -> str:
@@ -99,37 +103,49 @@ def simulated_fedavg(root: str, work: str, job: str, overrides: dict, rounds: in
 
 
 def fl_overhead(
-    root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float]
+    root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float], repeats: int = 1
 ) -> List[dict]:
+    """Every (local epochs, task request interval) measured ``repeats`` times: a bare loop, then the simulator at each
+    interval, each repeat a row of its own."""
     rows = []
-    for epochs in epochs_list:
-        overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs, "local_steps": 0}}
-        settings = job_definition(job, overrides).settings()
-        bare = bare_fedavg(root, settings, rounds)
-        for interval in intervals:
-            sim = simulated_fedavg(
-                root,
-                os.path.join(work, f"epochs{epochs}_interval{interval}"),
-                job,
-                {**overrides, "task_request_interval": interval},
-                rounds,
-            )
-            row = {
-                "rounds": rounds,
-                "local_epochs": epochs,
-                "task_request_interval_s": interval,
-                "bare_s": round(bare, 1),
-                "simulator_rounds_s": round(sim["rounds_s"], 1),
-                "ratio_rounds": round(sim["rounds_s"] / bare, 3),
-                "per_round_difference_s": round((sim["rounds_s"] - bare) / rounds, 2),
-                "flare_per_round_s": round(sim["flare_per_round_s"], 2),
-                "startup_s": round(sim["startup_s"], 1),
-                "after_rounds_s": round(sim["after_rounds_s"], 1),
-                "simulator_wall_s": round(sim["wall_s"], 1),
-                "ratio_wall": round(sim["wall_s"] / bare, 3),
-            }
-            print(f"[bench] FL overhead: {json.dumps(row)}", flush=True)
-            rows.append(row)
+    for repeat in range(1, repeats + 1):
+        for epochs in epochs_list:
+            rows += overhead_rows(root, work, job, rounds, epochs, intervals, repeat)
+    return rows
+
+
+def overhead_rows(
+    root: str, work: str, job: str, rounds: int, epochs: int, intervals: List[float], repeat: int
+) -> List[dict]:
+    overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs, "local_steps": 0}}
+    settings = job_definition(job, overrides).settings()
+    bare = bare_fedavg(root, settings, rounds)
+    rows = []
+    for interval in intervals:
+        sim = simulated_fedavg(
+            root,
+            os.path.join(work, f"epochs{epochs}_interval{interval}_run{repeat}"),
+            job,
+            {**overrides, "task_request_interval": interval},
+            rounds,
+        )
+        row = {
+            "run": repeat,
+            "rounds": rounds,
+            "local_epochs": epochs,
+            "task_request_interval_s": interval,
+            "bare_s": round(bare, 1),
+            "simulator_rounds_s": round(sim["rounds_s"], 1),
+            "ratio_rounds": round(sim["rounds_s"] / bare, 3),
+            "per_round_difference_s": round((sim["rounds_s"] - bare) / rounds, 2),
+            "flare_per_round_s": round(sim["flare_per_round_s"], 2),
+            "startup_s": round(sim["startup_s"], 1),
+            "after_rounds_s": round(sim["after_rounds_s"], 1),
+            "simulator_wall_s": round(sim["wall_s"], 1),
+            "ratio_wall": round(sim["wall_s"] / bare, 3),
+        }
+        print(f"[bench] FL overhead: {json.dumps(row)}", flush=True)
+        rows.append(row)
     return rows
 
 
@@ -218,13 +234,14 @@ def to_markdown(result: dict) -> str:
         "the first, whose tasks also fill the data cache): dispatch, polling, weight transfer, aggregation",
         "and persisting the model.",
         "",
-        "| task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | "
+        "| run | task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | "
         "difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["fl_overhead"]:
         lines.append(
-            f"| {r['task_request_interval_s']} | {r['rounds']} | {r['local_epochs']} | {r['bare_s']} | "
+            f"| {r.get('run', 1)} | {r['task_request_interval_s']} | {r['rounds']} | {r['local_epochs']} | "
+            f"{r['bare_s']} | "
             f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | "
             f"{r['flare_per_round_s']} | {r['startup_s']} | "
             f"{r['after_rounds_s']} | {r['simulator_wall_s']} |"
@@ -266,23 +283,41 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines + targets(result))
 
 
+def spread(values: List[float]) -> str:
+    """``median m (range a to b, n runs)`` of the values of every qualifying run."""
+    return f"median {statistics.median(values):g} (range {min(values):g} to {max(values):g}, {len(values)} runs)"
+
+
+def judged(values: List[float], limit: float) -> str:
+    """``met`` only when every qualifying run is within ``limit``; ``missed`` names how many were not."""
+    over = sum(v > limit for v in values)
+    return "met" if values and not over else f"missed: {over} of {len(values)} runs above {limit:g}"
+
+
 def targets(result: dict) -> List[str]:
-    """The product's performance targets against the figures of this run."""
+    """The product's performance targets, each judged on every run that meets its condition, not on the best one."""
     long_rounds = [r for r in result["fl_overhead"] if r["bare_s"] / r["rounds"] >= 30]
-    best = min(long_rounds, key=lambda r: r["ratio_rounds"]) if long_rounds else None
-    flare = min((r["flare_per_round_s"] for r in result["fl_overhead"]), default=None)
+    product = [r for r in result["fl_overhead"] if r["task_request_interval_s"] == PRODUCT_REQUEST_INTERVAL]
     gpu = [r for r in result["steps"] if "peak_gpu_GB" in r and r["crop"] == [224, 224, 144]]
-    lines = ["## Targets", "", "| target | measured |", "|---|---|"]
+    lines = ["## Targets", "", "| target | qualifying runs | measured | verdict |", "|---|---|---|---|"]
+    ratios = [r["ratio_rounds"] for r in long_rounds]
     lines.append(
-        f"| FL overhead ratio <= 1.10 with >= 30 s of local work per round | "
-        f"{best['ratio_rounds'] if best else 'no such run'} (round phase; wall time including start-up "
-        f"and cross-site evaluation: {best['ratio_wall'] if best else '-'}) |"
+        "| FL overhead ratio <= 1.10 with >= 30 s of local work per round | every run with at least 30 s of bare "
+        f"work a round | {spread(ratios) if ratios else 'no such run'} | {judged(ratios, 1.10)} |"
     )
-    lines.append(f"| FLARE cost per round <= 1 s | {flare} s (best task_request_interval) |")
-    lines.append(f"| cached epochs >= 3x faster than uncached | {result['data_pipeline']['speedup']}x |")
+    flare = [r["flare_per_round_s"] for r in product]
     lines.append(
-        f"| peak GPU memory at 224x224x144 with AMP <= 16 GB | "
-        f"{gpu[0]['peak_gpu_GB'] if gpu else 'no GPU on this machine: not measured'} |"
+        f"| FLARE cost per round <= 1 s | every run at the product's task_request_interval "
+        f"({PRODUCT_REQUEST_INTERVAL:g} s) | {spread(flare) if flare else 'no such run'} | {judged(flare, 1.0)} |"
+    )
+    speedup = result["data_pipeline"]["speedup"]
+    lines.append(
+        f"| cached epochs >= 3x faster than uncached | one run | {speedup}x | {'met' if speedup >= 3 else 'missed'} |"
+    )
+    lines.append(
+        f"| peak GPU memory at 224x224x144 with AMP <= 16 GB | every GPU run | "
+        f"{gpu[0]['peak_gpu_GB'] if gpu else 'no GPU on this machine'} | "
+        f"{judged([r['peak_gpu_GB'] for r in gpu], 16.0) if gpu else 'not measured'} |"
     )
     return lines + [""]
 
@@ -292,6 +327,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="brats_fedavg_demo")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 4], help="local epochs per round, one run each")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every FL overhead setting (targets: every run)")
     parser.add_argument(
         "--request-intervals",
         type=float,
@@ -306,7 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-cases", type=int, default=4, help="full-size cases for the data and evaluation figures")
     parser.add_argument("--eval-crop", type=int, nargs=3, default=[128, 128, 128])
     parser.add_argument("--eval-filters", type=int, default=16)
-    parser.add_argument("--out", default="workspace/bench/benchmarks.json")
+    parser.add_argument("--out", default="docs/benchmarks_overhead.json", help="the figures as JSON")
     parser.add_argument("--markdown", default="docs/benchmarks.md")
 
 
@@ -318,7 +354,9 @@ def run(args: argparse.Namespace) -> None:
         "machine": machine(),
         "date": dt.date.today().isoformat(),
     }
-    result["fl_overhead"] = fl_overhead(reduced, args.work, args.job, args.rounds, args.epochs, args.request_intervals)
+    result["fl_overhead"] = fl_overhead(
+        reduced, args.work, args.job, args.rounds, args.epochs, args.request_intervals, args.repeats
+    )
     result["steps"] = step_rows(args.crops, args.init_filters, args.step_count)
     result["steps"] += step_rows(args.crops[:1], args.init_filters[:1], args.step_count, malloc_tuning=False)
     full_settings = TrainSettings.from_dict({"crop": [128, 128, 128], "init_filters": 8})

@@ -26,6 +26,7 @@ from fedbrats.runtime.engine import SegmentationEngine, select_device
 from fedbrats.runtime.errors import BratsDataError
 from fedbrats.runtime.fl.flare_compat import abort_time, serialize_always
 from fedbrats.runtime.fl.site_data import resolve_site_data
+from fedbrats.runtime.metrics import without_case_order
 from fedbrats.runtime.settings import TrainSettings
 from fedbrats.runtime.update_guards import named, nonfinite_tensors
 
@@ -273,8 +274,8 @@ class BratsExecutor(Executor):
             return make_reply(ReturnCode.TASK_ABORTED)
         owner = shareable.get_header(AppConstants.MODEL_OWNER, "global model")
         self.log_info(fl_ctx, f"{owner} on {split}: mean Dice {metrics[MEAN_DICE]:.4f} over {metrics['n_cases']} cases")
-        # (3) send the scores back
-        return DXO(DataKind.METRICS, data={**metrics, "split": split}).to_shareable()
+        # (3) send the scores back, each per-case list sorted: no value can be tied to a case by its position
+        return DXO(DataKind.METRICS, data={**without_case_order(metrics), "split": split}).to_shareable()
 
     def _validate(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         return self._metrics_reply(self.eval_split, shareable, fl_ctx, abort_signal)

@@ -3,7 +3,7 @@
 import json
 import math
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from nvflare.apis.dxo import MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
@@ -39,6 +39,10 @@ class CaseWeightedModelSelector(Widget):
     Round 0 is skipped (the sites received the untrained initial model). The final global model is
     scored by :class:`fedbrats.runtime.fl.fedavg.ScoredScatterAndGather`, which calls :meth:`score_model`.
     A new best fires ``GLOBAL_BEST_MODEL_AVAILABLE``, on which the persistor saves the best model.
+
+    Only like is compared with like: a round is a candidate only when every site expected in it (the job's sites
+    not lost) scored it, and rounds scored by different sets of sites (before and after a site was lost) are never
+    compared: the selection starts again on the new set and says so.
     """
 
     def __init__(self):
@@ -49,12 +53,14 @@ class CaseWeightedModelSelector(Widget):
         self.participants = []
         self.lost = {}
         """Sites deemed disconnected during the run: site -> the round in which FLARE gave up on it."""
+        self.best_sites: Optional[List[str]] = None
+        """The sites whose scores chose the best model so far."""
         self._round = 0
         self._scores: Dict[str, Tuple[float, int]] = {}
 
     def handle_event(self, event_type: str, fl_ctx: FLContext):
         if event_type == EventType.START_RUN:
-            self.best_score, self.best_round, self.history = -math.inf, None, []
+            self.best_score, self.best_round, self.history, self.best_sites = -math.inf, None, [], None
             # the job's sites: the report names a site that is lost during the run even when it sent nothing
             self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
             self.lost = {}
@@ -98,20 +104,38 @@ class CaseWeightedModelSelector(Widget):
     def score_model(self, model_round: int, scores: Dict[str, Tuple[float, int]], fl_ctx: FLContext) -> bool:
         """Record the case-weighted Dice of the global model used in ``model_round``; True if it is the best."""
         score = weighted_score(scores)
+        expected = sorted(set(self.participants) - set(self.lost))
+        complete = score is not None and set(expected) <= set(scores)
         entry = {
             "round": model_round,
             "score": score,
             "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()},
+            "complete": complete,
         }
         # a resumed run scores again the model its earlier run scored last: one entry per round
         self.history = [h for h in self.history if h.get("round") != model_round] + [entry]
-        is_best = score is not None and score > self.best_score
+        sites = sorted(scores)
+        if complete and self.best_sites is not None and sites != self.best_sites:
+            self.log_warning(
+                fl_ctx,
+                f"round {model_round} is scored by {', '.join(sites)}, the best so far (round {self.best_round}) by "
+                f"{', '.join(self.best_sites)}: scores of other sites are not compared, the selection starts again",
+            )
+            self.best_score = -math.inf
+        is_best = complete and score > self.best_score
         if score is None:
             self.log_warning(
                 fl_ctx, f"global model of round {model_round} not scored: no site reported validation Dice"
             )
+        elif not complete:
+            missing = ", ".join(s for s in expected if s not in scores)
+            self.log_warning(
+                fl_ctx,
+                f"global model of round {model_round} not a candidate for the best: {missing} did not score it "
+                f"(its case-weighted Dice {score:.4f} is over {', '.join(sites)} only)",
+            )
         elif is_best:
-            self.best_score, self.best_round = score, model_round
+            self.best_score, self.best_round, self.best_sites = score, model_round, sites
             self.log_info(fl_ctx, f"new best global model (round {model_round}): case-weighted mean Dice {score:.4f}")
             fl_ctx.set_prop(AppConstants.VALIDATION_RESULT, score, private=True, sticky=False)
             self.fire_event(AppEventType.GLOBAL_BEST_MODEL_AVAILABLE, fl_ctx)
@@ -125,6 +149,7 @@ class CaseWeightedModelSelector(Widget):
             "best_round": self.best_round,
             "best_score": best_score,
             "history": list(self.history),
+            "best_sites": self.best_sites,
             "participants": list(self.participants),
             "lost": dict(self.lost),
         }
@@ -135,6 +160,8 @@ class CaseWeightedModelSelector(Widget):
         score = selection.get("best_score")
         self.best_score = float(score) if self.best_round is not None and score is not None else -math.inf
         self.history = list(selection.get("history") or [])
+        best = next((h for h in self.history if h.get("round") == self.best_round), None)
+        self.best_sites = selection.get("best_sites") or (sorted(best.get("sites") or {}) or None if best else None)
         self._write(fl_ctx)
 
     def _write(self, fl_ctx: FLContext) -> None:

@@ -1,0 +1,58 @@
+"""The case-weighted in-time selection of the best global model: only rounds every expected site scored are
+candidates, and rounds scored by different sets of sites are not compared."""
+
+import json
+from unittest.mock import MagicMock
+
+import pytest
+from nvflare.apis.event_type import EventType
+from nvflare.apis.fl_constant import FLContextKey, ReservedKey
+from nvflare.apis.fl_context import FLContext
+
+from fedbrats.runtime.fl.model_selector import SELECTION_FILE, CaseWeightedModelSelector
+
+SITES = ("site-1", "site-2", "site-3")
+
+
+@pytest.fixture
+def selector(tmp_path):
+    """A selector that heard the job start with three sites; its context and selection file."""
+    engine = MagicMock()
+    engine.get_workspace.return_value.get_app_dir.return_value = str(tmp_path)
+    engine.get_clients.return_value = [MagicMock() for _ in SITES]
+    for client, name in zip(engine.get_clients.return_value, SITES):
+        client.name = name
+    fl_ctx = FLContext()
+    fl_ctx.set_prop(ReservedKey.ENGINE, engine, private=True, sticky=False)
+    selector = CaseWeightedModelSelector()
+    selector.fire_event = MagicMock()
+    selector.handle_event(EventType.START_RUN, fl_ctx)
+    return selector, fl_ctx, tmp_path / SELECTION_FILE
+
+
+def scores(value, sites=SITES):
+    return {s: (value, 2) for s in sites}
+
+
+def test_a_round_some_site_did_not_score_is_no_candidate(selector):
+    selector, fl_ctx, path = selector
+    assert selector.score_model(1, scores(0.5), fl_ctx)
+    assert not selector.score_model(2, scores(0.9, SITES[:2]), fl_ctx)  # higher, but over two sites of three
+    assert selector.score_model(3, scores(0.6), fl_ctx)
+    selection = json.load(open(path))
+    assert (selection["best_round"], selection["best_score"]) == (3, pytest.approx(0.6))
+    assert [h["complete"] for h in selection["history"]] == [True, False, True]
+    assert selection["best_sites"] == list(SITES)
+
+
+def test_after_a_site_is_lost_the_selection_starts_again_on_the_others(selector):
+    selector, fl_ctx, path = selector
+    assert selector.score_model(1, scores(0.7), fl_ctx)
+    fl_ctx.set_prop(FLContextKey.DISCONNECTED_CLIENT_NAME, "site-3", private=True, sticky=False)
+    selector.handle_event(EventType.CLIENT_DISCONNECTED, fl_ctx)
+    assert selector.score_model(2, scores(0.4, SITES[:2]), fl_ctx)  # not comparable with round 1: a new start
+    assert not selector.score_model(3, scores(0.3, SITES[:2]), fl_ctx)
+    assert selector.score_model(4, scores(0.5, SITES[:2]), fl_ctx)
+    selection = json.load(open(path))
+    assert (selection["best_round"], selection["best_sites"]) == (4, ["site-1", "site-2"])
+    assert selection["lost"] == {"site-3": 1} and all(h["complete"] for h in selection["history"])
