@@ -42,5 +42,6 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_is_written(tmp_path, caps
     assert result["infer"]["figures"]["case_s"] > 0 and result["gpus"] == 0
     page = (docs / "benchmarks-gpu.md").read_text()
     assert "## Training step on cpu" in page and "Not run: this machine has 0 GPU(s)" in page
+    assert "0 GPU(s) visible" in page
     assert "## A 1-round FedAvg job in FLARE's simulator, both sites on cpu" in page
     assert "Not measured" not in page and "Not run: no model" not in page

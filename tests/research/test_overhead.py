@@ -3,12 +3,12 @@
 from fedbrats.research.bench.overhead import targets
 
 
-def row(run, interval, epochs, bare, ratio, flare):
+def row(run, interval, steps, bare, ratio, flare):
     return {
         "run": run,
         "task_request_interval_s": interval,
         "rounds": 2,
-        "local_epochs": epochs,
+        "local_steps": steps,
         "bare_s": bare,
         "ratio_rounds": ratio,
         "flare_per_round_s": flare,
@@ -21,11 +21,11 @@ def verdicts(result):
 
 def test_a_target_is_met_only_when_every_qualifying_run_meets_it():
     rows = [
-        row(1, 2.0, 1, 88.3, 1.275, 2.15),
-        row(1, 0.2, 1, 88.3, 1.12, 1.07),
-        row(1, 2.0, 4, 247.6, 1.002, 1.93),
-        row(1, 0.2, 4, 247.6, 1.006, 0.98),
-        row(1, 0.2, 1, 40.0, 1.9, 0.5),  # 20 s of bare work a round: not a run of the overhead target
+        row(1, 2.0, 25, 88.3, 1.275, 2.15),
+        row(1, 0.2, 25, 88.3, 1.12, 1.07),
+        row(1, 2.0, 100, 247.6, 1.002, 1.93),
+        row(1, 0.2, 100, 247.6, 1.006, 0.98),
+        row(1, 0.2, 25, 40.0, 1.9, 0.5),  # 20 s of bare work a round: not a run of the overhead target
     ]
     result = {"fl_overhead": rows, "steps": [], "data_pipeline": {"speedup": 33.1}}
     got = verdicts(result)

@@ -61,6 +61,7 @@ def cost_lines(cost: dict) -> List[str]:
 
 def run_privacy_cost(
     out: str,
+    docs: str,
     cases: int,
     steps: int,
     rounds: int,
@@ -70,7 +71,8 @@ def run_privacy_cost(
     command: str = "",
     overrides: Optional[dict] = None,
 ) -> dict:
-    """Run (or reuse) the FedAvg arm and the FedAvg arm with ``privacy``; write the comparison into ``out``."""
+    """Run (or reuse) the FedAvg arm and the FedAvg arm with ``privacy`` (their data and models under ``out``); write
+    the comparison into ``docs`` (``privacy_cost.md`` and ``.json``)."""
     if privacy not in PRIVACY_FILTERS:
         raise ValueError(f"privacy must be one of {sorted(PRIVACY_FILTERS)}, got {privacy!r}")
     job = {"privacy": privacy, "privacy_args": dict(privacy_args or {})}
@@ -91,10 +93,11 @@ def run_privacy_cost(
         **summary(command, settings, steps, rounds, cases, seed, arms, start),
     }
     markdown = "\n".join(cost_lines(cost)) + "\n"
-    write_json(os.path.join(out, COST_JSON), cost)
-    with open(os.path.join(out, COST_MD), "w") as f:
+    os.makedirs(docs, exist_ok=True)
+    write_json(os.path.join(docs, COST_JSON), cost)
+    with open(os.path.join(docs, COST_MD), "w") as f:
         f.write(markdown)
-    print(markdown + f"\n[privacy-cost] written {os.path.join(out, COST_MD)} and {COST_JSON}", flush=True)
+    print(markdown + f"\n[privacy-cost] written {os.path.join(docs, COST_MD)} and {COST_JSON}", flush=True)
     return cost
 
 
@@ -102,8 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--privacy", choices=sorted(PRIVACY_FILTERS), default="svt")
     parser.add_argument("--privacy-arg", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
-        "--out", default="workspace/privacy-cost", help="data, arms and results; a finished FedAvg arm there is reused"
+        "--out", default="workspace/privacy-cost", help="data and arms; a finished FedAvg arm there is reused"
     )
+    parser.add_argument("--docs", default="docs", help=f"folder for {COST_MD} and {COST_JSON}")
     parser.add_argument("--cases", type=int, default=COST_CASES)
     parser.add_argument("--steps", type=int, default=COST_STEPS)
     parser.add_argument("--rounds", type=int, default=COST_ROUNDS)
@@ -117,4 +121,4 @@ def run(args: argparse.Namespace) -> None:
     command = f"fedbrats privacy-cost --privacy {args.privacy}"
     command += "".join(f" --privacy-arg {a}" for a in args.privacy_arg)
     command += f" --cases {args.cases} --steps {args.steps} --rounds {args.rounds} --seed {args.seed}"
-    run_privacy_cost(args.out, args.cases, args.steps, args.rounds, args.seed, args.privacy, values, command)
+    run_privacy_cost(args.out, args.docs, args.cases, args.steps, args.rounds, args.seed, args.privacy, values, command)

@@ -9,6 +9,8 @@ CROP_SAMPLING = ("random", "tumour")
 LOSSES = ("dice", "dice_bce")
 LR_SCHEDULES = ("constant", "cosine")
 AUTO = "auto"
+IGNORED_SETTINGS = frozenset({"extra"})
+"""Names that model files and job configs written by earlier versions of the package may carry: read, then ignored."""
 
 
 def cache_rate_value(value: Union[str, float]) -> Union[str, float]:
@@ -80,7 +82,7 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] = None) -> "TrainSettings":
         """Build settings from a mapping, refusing unknown names so that typos in a job fail early."""
-        values = dict(values or {})
+        values = {k: v for k, v in dict(values or {}).items() if k not in IGNORED_SETTINGS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -31,7 +31,7 @@ from fedbrats.evaluation.report import write_report
 from fedbrats.federation.build_job import build_job
 from fedbrats.prepare.synthetic import write_sites
 from fedbrats.research.bench.flare_logs import log_times
-from fedbrats.research.doc_sections import machine
+from fedbrats.research.doc_sections import machine, section_head
 from fedbrats.runners.simulate import run_simulator
 from fedbrats.runtime.constants import MEAN_DICE
 from fedbrats.runtime.fl.site_data import write_site_settings
@@ -138,14 +138,8 @@ def inference(model: str, job: str, case_dir: str, device: str) -> dict:
 
 
 def to_markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [
-        "# Benchmarks on a GPU",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU: {m['cuda'] or 'none'} "
-        f"({result['gpus']} visible)  ",
-        f"Date: {result['date']}; every part {result['total_s'] or '(stopped before the end)'} s together.",
+    lines = section_head("# Benchmarks on a GPU", result) + [
+        f"{result['gpus']} GPU(s) visible; every part took {result['total_s'] or '(stopped before the end)'} s.",
         "",
         f"## Training step on {result['device']}",
         "",

@@ -103,28 +103,28 @@ def simulated_fedavg(root: str, work: str, job: str, overrides: dict, rounds: in
 
 
 def fl_overhead(
-    root: str, work: str, job: str, rounds: int, epochs_list: List[int], intervals: List[float], repeats: int = 1
+    root: str, work: str, job: str, rounds: int, steps_list: List[int], intervals: List[float], repeats: int = 1
 ) -> List[dict]:
-    """Every (local epochs, task request interval) measured ``repeats`` times: a bare loop, then the simulator at each
+    """Every (local steps, task request interval) measured ``repeats`` times: a bare loop, then the simulator at each
     interval, each repeat a row of its own."""
     rows = []
     for repeat in range(1, repeats + 1):
-        for epochs in epochs_list:
-            rows += overhead_rows(root, work, job, rounds, epochs, intervals, repeat)
+        for steps in steps_list:
+            rows += overhead_rows(root, work, job, rounds, steps, intervals, repeat)
     return rows
 
 
 def overhead_rows(
-    root: str, work: str, job: str, rounds: int, epochs: int, intervals: List[float], repeat: int
+    root: str, work: str, job: str, rounds: int, steps: int, intervals: List[float], repeat: int
 ) -> List[dict]:
-    overrides = {"num_rounds": rounds, "training": {"local_epochs": epochs, "local_steps": 0}}
+    overrides = {"num_rounds": rounds, "training": {"local_steps": steps}}
     settings = job_definition(job, overrides).settings()
     bare = bare_fedavg(root, settings, rounds)
     rows = []
     for interval in intervals:
         sim = simulated_fedavg(
             root,
-            os.path.join(work, f"epochs{epochs}_interval{interval}_run{repeat}"),
+            os.path.join(work, f"steps{steps}_interval{interval}_run{repeat}"),
             job,
             {**overrides, "task_request_interval": interval},
             rounds,
@@ -132,7 +132,7 @@ def overhead_rows(
         row = {
             "run": repeat,
             "rounds": rounds,
-            "local_epochs": epochs,
+            "local_steps": steps,
             "task_request_interval_s": interval,
             "bare_s": round(bare, 1),
             "simulator_rounds_s": round(sim["rounds_s"], 1),
@@ -234,13 +234,13 @@ def to_markdown(result: dict) -> str:
         "the first, whose tasks also fill the data cache): dispatch, polling, weight transfer, aggregation",
         "and persisting the model.",
         "",
-        "| run | task_request_interval (s) | rounds | local epochs | bare (s) | simulator rounds (s) | ratio | "
+        "| run | task_request_interval (s) | rounds | local steps | bare (s) | simulator rounds (s) | ratio | "
         "difference/round (s) | FLARE per round (s) | start-up (s) | after rounds (s) | simulator wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["fl_overhead"]:
         lines.append(
-            f"| {r.get('run', 1)} | {r['task_request_interval_s']} | {r['rounds']} | {r['local_epochs']} | "
+            f"| {r.get('run', 1)} | {r['task_request_interval_s']} | {r['rounds']} | {r.get('local_steps', '-')} | "
             f"{r['bare_s']} | "
             f"{r['simulator_rounds_s']} | {r['ratio_rounds']} | {r['per_round_difference_s']} | "
             f"{r['flare_per_round_s']} | {r['startup_s']} | "
@@ -290,8 +290,10 @@ def spread(values: List[float]) -> str:
 
 def judged(values: List[float], limit: float) -> str:
     """``met`` only when every qualifying run is within ``limit``; ``missed`` names how many were not."""
+    if not values:
+        return "not measured: no qualifying run"
     over = sum(v > limit for v in values)
-    return "met" if values and not over else f"missed: {over} of {len(values)} runs above {limit:g}"
+    return "met" if not over else f"missed: {over} of {len(values)} runs above {limit:g}"
 
 
 def targets(result: dict) -> List[str]:
@@ -326,7 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", default="workspace/bench")
     parser.add_argument("--job", default="brats_fedavg_demo")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--epochs", type=int, nargs="+", default=[1, 4], help="local epochs per round, one run each")
+    parser.add_argument(
+        "--local-steps", type=int, nargs="+", default=[75, 200], help="local steps per round and site, one run each"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of every FL overhead setting (targets: every run)")
     parser.add_argument(
         "--request-intervals",
@@ -355,7 +359,7 @@ def run(args: argparse.Namespace) -> None:
         "date": dt.date.today().isoformat(),
     }
     result["fl_overhead"] = fl_overhead(
-        reduced, args.work, args.job, args.rounds, args.epochs, args.request_intervals, args.repeats
+        reduced, args.work, args.job, args.rounds, args.local_steps, args.request_intervals, args.repeats
     )
     result["steps"] = step_rows(args.crops, args.init_filters, args.step_count)
     result["steps"] += step_rows(args.crops[:1], args.init_filters[:1], args.step_count, malloc_tuning=False)
