@@ -82,8 +82,24 @@ def describe(value, seen=None):
     return {"__type__": type(value).__name__, "repr": repr(value)}
 
 
+def arrays_of(value, path="", seen=None):
+    """Every array in ``value`` by its path of keys and attributes, e.g. ``DXO|data|conv.weight``."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return {path: np.asarray(value)}
+    if id(value) in seen or value is None or isinstance(value, (bool, int, float, str, bytes, FLContext)):
+        return {}
+    seen.add(id(value))
+    items = value.items() if isinstance(value, dict) else vars(value).items() if hasattr(value, "__dict__") else ()
+    out = {}
+    for key, item in items:
+        out.update(arrays_of(item, f"{path}|{key}" if path else str(key), seen))
+    return out
+
+
 class SiteRecorder(Filter):
-    """Writes ``<direction>_<site>_<task>_<n>.json`` (a description) and ``.fobs`` (the serialised shareable) into
+    """Writes ``<direction>_<site>_<task>_<n>.json`` (a description), ``.npz`` (its arrays, :func:`arrays_of`) and
+    ``.fobs`` (the serialised shareable) into
     ``out_dir``: as a site's last task result filter, what the site sends (``direction`` "sent"); as a task data
     filter, what it receives ("received")."""
 
@@ -105,4 +121,5 @@ class SiteRecorder(Filter):
             json.dump({"site": site, "task": task, "direction": self.direction, "shareable": describe(shareable)}, f)
         with open(stem + ".fobs", "wb") as f:
             f.write(fobs.dumps(shareable))
+        np.savez(stem + ".npz", **arrays_of(shareable))
         return shareable

@@ -37,11 +37,21 @@ def test_evaluate_writes_per_case_scores_and_a_summary(tmp_path):
     )
     assert float(rows[1]["dice_tc"]) == 1.0 and float(rows[1]["dice_wt"]) == 1.0
     assert float(rows[1]["dice_et"]) == 0.0 and float(rows[1]["hd95_et"]) == HD95_MAX_MM
+    assert list(rows[0])[-6:] == [f"{m}_{r}" for m in ("sensitivity", "specificity") for r in ("tc", "wt", "et")]
+    assert all(float(rows[0][f"{m}_{r}"]) == 1.0 for m in ("sensitivity", "specificity") for r in ("tc", "wt", "et"))
+    # Case_B's enhancing tumour is all missed (sensitivity 0) and nothing is called ET outside it (specificity 1)
+    assert (float(rows[1]["sensitivity_et"]), float(rows[1]["specificity_et"])) == (0.0, 1.0)
+    assert (float(rows[1]["sensitivity_tc"]), float(rows[1]["specificity_tc"])) == (1.0, 1.0)
     summary = json.load(open(out / "summary.json"))
     assert summary["n_cases"] == 2
     assert summary["summary"]["dice_et"]["mean"] == 0.5
     assert summary["summary"]["hd95_et"]["median"] == pytest.approx(HD95_MAX_MM / 2)
-    assert "| HD95 (mm) | ET |" in (out / "summary.md").read_text()
+    assert summary["summary"]["sensitivity_et"]["mean"] == 0.5 and summary["summary"]["specificity_et"]["std"] == 0.0
+    assert summary["cases"][1]["sensitivity_et"] == 0.0
+    markdown = (out / "summary.md").read_text()
+    assert "| HD95 (mm) | ET |" in markdown
+    assert "| Sensitivity | ET | 0.5000 | 0.5000 | 0.5000 | 0.2500 | 0.7500 |" in markdown
+    assert "| Specificity | ET | 1.0000 | 0.0000 | 1.0000 | 1.0000 | 1.0000 |" in markdown
 
 
 def test_a_prediction_off_the_reference_grid_or_missing_is_refused(tmp_path, capsys):

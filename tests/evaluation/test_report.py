@@ -195,3 +195,39 @@ def test_a_site_whose_evaluation_failed_is_missing_but_not_lost():
     assert report["lost_sites"] == {}
     assert all(row["sites"]["site-2"] is None for row in report["models"])
     assert not any("lost during the run" in w for w in report["warnings"])
+
+
+def with_detection(result, sensitivity, specificity):
+    """``result`` with sensitivity and specificity per region (TC, WT, ET), as the sites send them."""
+    out = dict(result)
+    for name, values in (("sensitivity", sensitivity), ("specificity", specificity)):
+        out.update({f"{name}_{r}": v for r, v in zip(("tc", "wt", "et"), values)})
+    return out
+
+
+def test_sensitivity_and_specificity_per_site_and_their_average():
+    site_1 = with_detection(metrics(0.8, 0.9, 0.7, 3), (0.9, 0.95, 0.6), (0.999, 0.998, 0.9995))
+    site_2 = with_detection(metrics(0.5, 0.7, 0.2, 1), (0.5, 0.75, 0.0), (0.995, 0.99, 1.0))
+    results = {"site-1": {FINAL_GLOBAL: site_1}, "site-2": {FINAL_GLOBAL: site_2}}
+    results["site-1"][BEST_GLOBAL] = metrics(0.8, 0.9, 0.7, 3)  # from a site that does not send them
+    results["site-2"][BEST_GLOBAL] = site_2
+    report = build_report(results)
+    final, best = report["models"][0], report["models"][1]
+    assert final["sites"]["site-2"]["sensitivity_wt"] == 0.75 and final["sites"]["site-1"]["specificity_et"] == 0.9995
+    ave = final["average"]
+    assert ave["sensitivity_tc"] == pytest.approx((0.9 * 3 + 0.5) / 4)
+    assert ave["sensitivity_et"] == pytest.approx(1.8 / 4)
+    assert ave["specificity_wt"] == pytest.approx((0.998 * 3 + 0.99) / 4)
+    assert "sensitivity_tc" not in best["average"] and best["sites"]["site-2"]["sensitivity_tc"] == 0.5
+    markdown = to_markdown(report)
+    head = (
+        "| site | sensitivity TC | sensitivity WT | sensitivity ET | specificity TC | specificity WT | specificity ET "
+        "| cases |"
+    )
+    assert markdown.count(head) == 2  # one table per model
+    assert "| site-1 | 0.9000 | 0.9500 | 0.6000 | 0.9990 | 0.9980 | 0.9995 | 3 |" in markdown
+    assert "| AVE | 0.8000 | 0.9000 | 0.4500 | 0.9980 | 0.9960 | 0.9996 | 4 |" in markdown
+    assert "| site-1 | - | - | - | - | - | - | 3 |" in markdown  # the best model's result without them
+    assert "| AVE | - | - | - | - | - | - | 4 |" in markdown
+    assert "Sensitivity TP / (TP + FN)" in markdown
+    assert "sensitivity" not in to_markdown(build_report(reference_results())).lower()

@@ -59,7 +59,8 @@ def test_build_job_exports_the_recipe_with_overrides(tmp_path, capsys):
     assert fedavg["path"] == "fedbrats.runtime.fl.fedavg.ScoredScatterAndGather"
     assert fedavg["args"]["num_rounds"] == 3 and fedavg["args"]["min_clients"] == 2
     persistor = next(c for c in server["components"] if c["id"] == "persistor")
-    assert persistor["args"]["model"]["args"]["crop"] == [96, 96, 64]
+    model = next(c for c in server["components"] if c["id"] == persistor["args"]["model"])
+    assert model["path"] == "fedbrats.runtime.model.BratsSegResNetVAE" and model["args"]["crop"] == [96, 96, 64]
     assert server["server"]["task_request_interval"] == 0.2
     executor = client["executors"][0]
     assert executor["tasks"] == ["train", "submit_model", "validate", "validate_global"]

@@ -10,6 +10,7 @@ from fedbrats.federation.privacy import PRIVACY_DEFAULTS, kept_at_sites, privacy
 from fedbrats.research.privacy_cost import cost_lines
 from fedbrats.runtime.engine import SegmentationEngine
 from fedbrats.runtime.fl.executor import BratsExecutor
+from fedbrats.runtime.fl.site_algorithms import site_method
 from fedbrats.runtime.settings import TrainSettings
 
 
@@ -25,10 +26,11 @@ def test_filter_arguments_are_the_defaults_with_the_jobs_values_over_them():
 def test_a_site_trains_from_its_own_values_of_the_tensors_it_keeps():
     executor = BratsExecutor(training=TINY_TRAINING, local_vars="^vae_")
     executor.engine = SegmentationEngine(TrainSettings.from_dict(TINY_TRAINING), torch.device("cpu"))
+    executor.method = site_method("fedavg")
     local = executor.engine.get_weights()
     global_model = {k: np.full(v.shape, 0.25, np.float32) for k, v in local.items()}
     shareable = DXO(DataKind.WEIGHTS, data=global_model).to_shareable()
-    assert executor._receive(shareable, FLContext(), keep_local=True) is not None
+    assert executor._receive(shareable, FLContext(), training=True) is not None
     after = executor.engine.get_weights()
     kept = [k for k in after if k.startswith("vae_")]
     assert kept and all(torch.equal(after[k], local[k]) for k in kept)

@@ -8,10 +8,11 @@ import torch
 from monai.transforms import Compose
 
 from fedbrats.cli import main
+from fedbrats.prepare import synthetic
 from fedbrats.prepare.msd_datalists import read_dataset_json
 from fedbrats.prepare.phantom.case import generate_case, site_seed
 from fedbrats.prepare.phantom.layouts import write_brats_case, write_msd_case
-from fedbrats.prepare.synthetic import split_sizes, write_sites
+from fedbrats.prepare.synthetic import RECORD, ensure_synthetic_sites, split_sizes, write_sites
 from fedbrats.runtime.constants import MODALITIES
 from fedbrats.runtime.data.datalist import resolve_datalist, resolve_entry
 from fedbrats.runtime.data.transforms import deterministic_transforms
@@ -50,7 +51,7 @@ def test_every_site_gets_cases_of_its_own(synthetic_root):
 
 
 def test_bad_sites_are_refused_before_anything_is_written(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="site 'site-3:GBM': the grade must be HGG, LGG, mix or mix=F"):
+    with pytest.raises(SystemExit, match="site 'site-3:GBM': 'GBM' is neither a grade, a scanner profile nor"):
         main(["synthetic", "--out", str(tmp_path / "d"), "--sites", "site-1", "site-3:GBM"])
     with pytest.raises(ValueError, match="site-All names the union"):
         write_sites(str(tmp_path / "d"), ["site-1", "site-All"], 1)
@@ -140,3 +141,61 @@ def test_msd_layout_sites_and_dataset_json(tmp_path):
     assert [e["case"] for e in entries] == ["Synth18_HGG_site1_001", "Synth18_HGG_site1_002"]
     labels = np.asarray(nib.load(entries[0]["label"]).dataobj)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
+
+
+def test_sites_with_their_own_profiles_and_numbers_of_cases(tmp_path, capsys):
+    root = tmp_path / "d"
+    sites = ["a:HGG:noisy:2", "b:LGG"]
+    main(["synthetic", "--out", str(root), "--sites", *sites, "--cases", "1", "--seed", "4", "--workers", "1"])
+    out = capsys.readouterr().out
+    split = "training / validation / testing"
+    assert f"[synthetic] a: 2 cases (2 HGG, 0 LGG; 2 / 0 / 0 {split}), scanner profile noisy" in out
+    assert f"[synthetic] b: 1 cases (0 HGG, 1 LGG; 1 / 0 / 0 {split}), scanner profile reference" in out
+    assert "[synthetic] wrote 3 reduced cases of 2 sites" in out
+    a = resolve_datalist(str(root / "datalists" / "a.json"), "training", str(root))
+    b = resolve_datalist(str(root / "datalists" / "b.json"), "training", str(root))
+    assert [e["case"] for e in a] == ["Synth18_HGG_a_001", "Synth18_HGG_a_002"] and len(b) == 1
+    record = json.load(open(root / RECORD))
+    assert record == {
+        "sites": ["a:HGG:noisy", "b:LGG"],
+        "cases": {"a": 2, "b": 1},
+        "splits": {"a": [2, 0, 0], "b": [1, 0, 0]},
+        "size": "reduced",
+        "seed": 4,
+        "layout": "brats",
+    }
+    noisy, _, _ = generate_case("HGG", "reduced", (4, site_seed("a"), 1), "noisy")
+    assert np.array_equal(np.asarray(nib.load(a[0]["image"][3]).dataobj), noisy["flair"])
+
+
+def test_a_split_must_add_up_to_a_site_s_own_cases(tmp_path):
+    with pytest.raises(ValueError, match=r"split \(2, 1, 1\) does not add up to b's 5 cases"):
+        write_sites(str(tmp_path / "data"), ["a", "b:5"], 4, split=(2, 1, 1))
+    assert not (tmp_path / "data").exists()
+
+
+def test_synthetic_sites_are_written_again_for_other_sites(tmp_path, monkeypatch, capsys):
+    root = str(tmp_path)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append([str(s) for s in args[1]])
+        return write_sites(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_sites", counted)
+    flair = os.path.join(root, "HGG", "Synth18_HGG_a_001", "Synth18_HGG_a_001_flair.nii.gz")
+    data = ensure_synthetic_sites(root, ["a:HGG:1"], 5)
+    assert data == {"a": {"data_root": root, "datalist": os.path.join(root, "datalists", "a.json")}}
+    first = np.asarray(nib.load(flair).dataobj)
+    assert ensure_synthetic_sites(root, ["a:HGG"], 1) == data  # the same site and count, said another way
+    assert "data already in" in capsys.readouterr().out and len(calls) == 1
+    ensure_synthetic_sites(root, ["a:HGG:noisy:1"], 5)
+    out = capsys.readouterr().out
+    assert f"{root} holds a:HGG: 1 reduced cases, seed 0, brats layout: writing it again" in out
+    assert calls[-1] == ["a:HGG:noisy:1"] and not np.array_equal(np.asarray(nib.load(flair).dataobj), first)
+    assert json.load(open(os.path.join(root, RECORD)))["sites"] == ["a:HGG:noisy"]
+    # data without a record (an older version's, or a write that stopped half-way) is not trusted
+    os.remove(os.path.join(root, RECORD))
+    monkeypatch.setattr(synthetic, "write_sites", lambda *args, **kwargs: calls.append("again"))
+    ensure_synthetic_sites(root, ["a:HGG:noisy:1"], 5)
+    assert calls[-1] == "again" and f"no {RECORD}: writing the sites again" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from builders import TINY_TRAINING, write_site
 
 from fedbrats.cli import main
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL
-from fedbrats.runners import poc
+from fedbrats.prepare import synthetic
 from fedbrats.runners.poc import PocSystem, listening_ports, make_site_data, round_trip
 from fedbrats.runtime.constants import DICE_METRICS
 
@@ -68,8 +68,8 @@ def test_nothing_left_running(poc_run):
 
 def test_synthetic_data_of_three_sites_with_their_grades(tmp_path, monkeypatch):
     written = []
-    monkeypatch.setattr(poc, "write_sites", lambda root, sites, cases, size: written.append((root, sites, cases)))
-    data = make_site_data(str(tmp_path), ["site-1", "site-2:HGG", "hospital-3:mix=0.5"], 4)
+    monkeypatch.setattr(synthetic, "write_sites", lambda root, sites, cases, size: written.append((root, sites, cases)))
+    data = make_site_data(str(tmp_path), ["site-1", "site-2:HGG", "hospital-3:mix=0.5:noisy"], 4)
     assert list(data) == ["site-1", "site-2", "hospital-3"]
     assert data["hospital-3"] == {
         "data_root": str(tmp_path / "hospital-3"),
@@ -78,7 +78,7 @@ def test_synthetic_data_of_three_sites_with_their_grades(tmp_path, monkeypatch):
     assert [(root, [str(s) for s in sites], n) for root, sites, n in written] == [
         (str(tmp_path / "site-1"), ["site-1:HGG"], 4),
         (str(tmp_path / "site-2"), ["site-2:HGG"], 4),
-        (str(tmp_path / "hospital-3"), ["hospital-3:mix=0.5"], 4),
+        (str(tmp_path / "hospital-3"), ["hospital-3:mix=0.5:noisy"], 4),
     ]
 
 

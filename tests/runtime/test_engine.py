@@ -3,9 +3,18 @@ import pytest
 import torch
 from monai.utils import set_determinism
 
-from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE
+from fedbrats.runtime.constants import (
+    DICE_METRICS,
+    HD95_METRICS,
+    MEAN_DICE,
+    N_CASES,
+    PER_CASE,
+    SCORE_METRICS,
+    SENSITIVITY_METRICS,
+)
 from fedbrats.runtime.data.loaders import site_loader
 from fedbrats.runtime.engine import SegmentationEngine, evaluate, region_masks
+from fedbrats.runtime.fl.algorithms import algorithm_arguments
 from fedbrats.runtime.model import build_model, load_weights
 from fedbrats.runtime.settings import TrainSettings
 
@@ -95,7 +104,16 @@ def test_validation_dice_matches_a_hand_computed_case(tiny_settings):
     assert [metrics[m] for m in HD95_METRICS] == pytest.approx([(1 + 3) / 2, (0 + 3) / 2, (0 + 373.13) / 2])
     assert metrics[PER_CASE]["dice_tc"] == pytest.approx([0.5, 0.4])
     assert metrics[PER_CASE]["hd95_et"] == pytest.approx([0.0, 373.13])
-    assert set(metrics[PER_CASE]) == set(DICE_METRICS + HD95_METRICS)
+    assert set(metrics[PER_CASE]) == set(SCORE_METRICS)
+    # over all 32^3 voxels: case 1 TC 4 of 8 found, 4 false positives; case 2 WT 4 of 16 found, ET 4 false positives
+    # where the reference has none (sensitivity 0 by the rule for an absent region)
+    assert metrics[PER_CASE]["sensitivity_tc"] == pytest.approx([0.5, 1.0])
+    assert metrics[PER_CASE]["sensitivity_wt"] == pytest.approx([1.0, 0.25])
+    assert metrics[PER_CASE]["sensitivity_et"] == [1.0, 0.0]
+    assert [metrics[m] for m in SENSITIVITY_METRICS] == pytest.approx([0.75, 0.625, 0.5])
+    assert metrics[PER_CASE]["specificity_tc"] == pytest.approx([(32760 - 4) / 32760, (32764 - 12) / 32764])
+    assert metrics[PER_CASE]["specificity_et"] == pytest.approx([1.0, (32768 - 4) / 32768])
+    assert metrics["specificity_wt"] == pytest.approx(1.0)
 
 
 def test_validate_on_whole_volumes_and_reload_weights(tiny_site, tiny_settings, tmp_path):
@@ -183,5 +201,5 @@ def test_proximal_regulariser_keeps_the_weights_near_the_global_model(tiny_site,
         pairs = zip(engine.model.parameters(), anchor.parameters())
         drift[mu] = sum(float(((p.detach() - a) ** 2).sum()) for p, a in pairs)
     assert drift[100.0] < 0.5 * drift[0.0], drift
-    with pytest.raises(ValueError, match="fedprox_mu"):
-        tiny_settings.replace(fedprox_mu=-1.0)
+    with pytest.raises(ValueError, match="mu must be a number of at least 0"):
+        algorithm_arguments("fedprox", {"mu": -1.0})

@@ -19,6 +19,7 @@ Command = Tuple[str, str]
 GROUPS: Dict[str, Dict[str, Command]] = {
     "data": {
         "synthetic": ("fedbrats.prepare", "write synthetic BraTS-like sites (BraTS or MSD layout) and their datalists"),
+        "profiles": ("fedbrats.prepare", "draw one synthetic case under every scanner profile (a site's acquisition)"),
         "datalists": ("fedbrats.prepare", "remake the reference site datalists of BraTS 2018 (seeded)"),
         "brats-partition": ("fedbrats.prepare", "BraTS 2018 into sites by institution (one each, or --sites N)"),
         "msd-datalists": ("fedbrats.prepare", "site datalists of MSD Task01_BrainTumour from its dataset.json"),

@@ -20,7 +20,14 @@ from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.federation.build_job import build_job
 from fedbrats.runners.quickstart import segment_and_score
 from fedbrats.runners.simulate import run_simulator, simulator_log
-from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, PER_CASE
+from fedbrats.runtime.constants import (
+    DICE_METRICS,
+    HD95_METRICS,
+    PER_CASE,
+    SCORE_METRICS,
+    SENSITIVITY_METRICS,
+    SPECIFICITY_METRICS,
+)
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 from fedbrats.runtime.fl.site_data import SITES_ENV, write_site_settings
 from fedbrats.runtime.model import build_model, load_weights
@@ -111,8 +118,9 @@ def test_cross_site_results_cover_every_model_and_site(two_round_run):
             assert metrics["n_cases"] == cases and metrics["split"] == "testing"
             assert all(0.0 <= metrics[m] <= 1.0 for m in DICE_METRICS)
             assert all(0.0 <= metrics[m] <= 373.13 for m in HD95_METRICS)
+            assert all(0.0 <= metrics[m] <= 1.0 for m in SENSITIVITY_METRICS + SPECIFICITY_METRICS)
             per_case = metrics[PER_CASE]  # numbers only, one per case, each list sorted: no case order
-            assert set(per_case) == set(DICE_METRICS + HD95_METRICS)
+            assert set(per_case) == set(SCORE_METRICS)
             assert all(len(v) == cases and all(isinstance(x, float) for x in v) for v in per_case.values())
             assert all(v == sorted(v) for v in per_case.values())
             assert all(metrics[f"cases_with_{r}"] == cases for r in ("tc", "wt", "et"))  # every tiny case has all
@@ -143,7 +151,7 @@ def test_report_average_is_case_weighted(two_round_run, tmp_path):
     report = write_report(workspace, str(tmp_path))
     results = json.load(open(report["source"]))
     for row in report["models"]:
-        for metric in DICE_METRICS + HD95_METRICS:
+        for metric in SCORE_METRICS:
             expected = (results["site-1"][row["model"]][metric] * 1 + results["site-2"][row["model"]][metric] * 2) / 3
             assert row["average"][metric] == pytest.approx(expected)
     assert not report["warnings"] and (tmp_path / "report.md").is_file()

@@ -16,7 +16,7 @@ from builders import TINY_TRAINING
 from probe_jobs import SITES, probe_job, run_probe_job, tiny_sites
 
 from fedbrats.runners.simulate import simulator_log
-from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES, PER_CASE, REGION_COUNTS
+from fedbrats.runtime.constants import MEAN_DICE, N_CASES, PER_CASE, REGION_COUNTS, SCORE_METRICS
 from fedbrats.runtime.model import build_model
 from fedbrats.runtime.settings import TrainSettings
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 SIZES = {"site-1": (2, 3, 3), "site-2": (2, 2, 4)}
 """Training, validation and testing cases of each site: other numbers, other cases."""
 CASES = {site: {"validation": sizes[1], "testing": sizes[2]} for site, sizes in SIZES.items()}
-SCORES = set(DICE_METRICS) | set(HD95_METRICS) | set(REGION_COUNTS) | {MEAN_DICE, N_CASES}
+SCORES = set(SCORE_METRICS) | set(REGION_COUNTS) | {MEAN_DICE, N_CASES}
 WEIGHT_META = {"NUM_STEPS_CURRENT_ROUND", "initial_metrics", "round"}
 FILTER_META = {
     "svt": {"filter_history", "svt_privacy_budget", "svt_privacy_accountant"},
@@ -69,7 +69,7 @@ def check_scores(path, dxo, site):
     scores = dxo["data"]
     assert scores[N_CASES] == CASES[site][scores["split"]], path  # this site's own cases
     per_case = scores[PER_CASE]
-    assert set(per_case) == set(DICE_METRICS) | set(HD95_METRICS), path
+    assert set(per_case) == set(SCORE_METRICS), path
     for values in per_case.values():
         assert len(values) == scores[N_CASES] and all(isinstance(x, float) for x in values), path
         assert values == sorted(values), f"{path}: per-case values in an order that may be the cases' order"

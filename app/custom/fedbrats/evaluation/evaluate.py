@@ -1,4 +1,5 @@
-"""``fedbrats evaluate``: Dice and HD95 (mm) per case and region of predicted label maps against the references.
+"""``fedbrats evaluate``: Dice, HD95 (mm), sensitivity and specificity per case and region of predicted label maps
+against the references.
 
 Predictions are ``<case>_seg.nii.gz`` files in one folder (what ``fedbrats infer`` writes); references are the
 labels of a datalist split or the ``<case>_seg.nii.gz`` files anywhere below a folder. Both are compared on the
@@ -23,10 +24,11 @@ from fedbrats.prepare.check_data import find_datalist
 from fedbrats.runtime.constants import (
     BRATS_FORMAT,
     DICE,
-    DICE_METRICS,
     HD95,
-    HD95_METRICS,
     REGIONS,
+    SCORE_METRICS,
+    SENSITIVITY,
+    SPECIFICITY,
     SPLITS,
     metric_name,
 )
@@ -43,18 +45,20 @@ CONVENTIONS = (
     "Both masks of a region empty: Dice 1, HD95 0 mm; one empty: "
     f"Dice 0, HD95 {HD95_MAX_MM} mm (the diagonal of the 240 x 240 x 155 mm BraTS volume). HD95: the larger of the "
     "two directed 95th percentiles of the distances between the surfaces, in mm on the reference's grid. "
+    "Sensitivity TP / (TP + FN) and specificity TN / (TN + FP) over every voxel of the reference's grid; a region "
+    "empty in the reference: sensitivity 1 when the prediction is empty too, else 0 (CaPTk's BraTS rule). "
     "std: population (ddof 0)."
 )
 
 
-COLUMNS = DICE_METRICS + HD95_METRICS
+COLUMNS = SCORE_METRICS
 """Scores of a case, in the order of the CSV's columns."""
 STATISTICS = ("mean", "std", "median", "25quantile", "75quantile")
 
 
 def case_scores(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    """``dice_tc`` ... ``hd95_et`` of a predicted label map against the reference on one grid, with the sites' own
-    region scores (:func:`fedbrats.runtime.metrics.case_metrics`)."""
+    """``dice_tc`` ... ``specificity_et`` of a predicted label map against the reference on one grid, with the sites'
+    own region scores (:func:`fedbrats.runtime.metrics.case_metrics`)."""
     scores = case_metrics(label_regions(pred_labels), label_regions(ref_labels), spacing)
     return {c: scores[c] for c in COLUMNS}
 
@@ -155,7 +159,12 @@ def to_markdown(stats: Dict[str, Dict[str, float]], n_cases: int, source: str) -
         "| metric | region | " + " | ".join(STATISTICS) + " |",
         "|---|---|" + "---|" * len(STATISTICS),
     ]
-    for metric, label, fmt in ((DICE, "Dice", "{:.4f}"), (HD95, "HD95 (mm)", "{:.2f}")):
+    for metric, label, fmt in (
+        (DICE, "Dice", "{:.4f}"),
+        (HD95, "HD95 (mm)", "{:.2f}"),
+        (SENSITIVITY, "Sensitivity", "{:.4f}"),
+        (SPECIFICITY, "Specificity", "{:.4f}"),
+    ):
         for region in REGIONS:
             values = stats[metric_name(metric, region)]
             cells = " | ".join(fmt.format(values[s]) for s in STATISTICS)

@@ -1,4 +1,5 @@
-"""Cross-site evaluation report: per-site Dice and HD95 of every model, the case-weighted average, pictures."""
+"""Cross-site evaluation report: per-site Dice, HD95, sensitivity and specificity of every model, the case-weighted
+average, pictures."""
 
 import argparse
 import glob
@@ -20,6 +21,9 @@ from fedbrats.runtime.constants import (
     N_CASES,
     PER_CASE,
     REGIONS,
+    SCORE_METRICS,
+    SENSITIVITY_METRICS,
+    SPECIFICITY_METRICS,
     metric_name,
 )
 from fedbrats.runtime.data.datalist import write_json
@@ -29,6 +33,10 @@ RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
 DICE_COLUMNS = DICE_METRICS + (MEAN_DICE,)
 """A report's Dice per region and their mean, named as the sites name them."""
+DETECTION_COLUMNS = SENSITIVITY_METRICS + SPECIFICITY_METRICS
+OPTIONAL_SCORES = (HD95_METRICS, DETECTION_COLUMNS)
+"""Scores per region a result may lack (sent by sites of earlier versions without them): each group kept whole or not
+at all."""
 
 
 def find_file(path: str, name: str) -> Optional[str]:
@@ -44,8 +52,9 @@ def _numbers(values: object, n: int) -> bool:
 
 
 def site_result(metrics: object) -> Optional[Dict[str, object]]:
-    """The scores of one (model, site) result: Dice per region and their mean, HD95 per region and per-case values
-    when the site sent them, and the case count; None if the result is missing or incomplete."""
+    """The scores of one (model, site) result: Dice per region and their mean, HD95, sensitivity and specificity per
+    region and per-case values when the site sent them, and the case count; None if the result is missing or
+    incomplete."""
     if not isinstance(metrics, dict) or not all(isinstance(metrics.get(m), (int, float)) for m in DICE_METRICS):
         return None
     n = metrics.get(N_CASES)
@@ -53,8 +62,9 @@ def site_result(metrics: object) -> Optional[Dict[str, object]]:
         return None
     out = {m: float(metrics[m]) for m in DICE_METRICS}
     out[MEAN_DICE] = float(metrics.get(MEAN_DICE, sum(out.values()) / len(DICE_METRICS)))
-    if all(isinstance(metrics.get(m), (int, float)) for m in HD95_METRICS):
-        out.update({m: float(metrics[m]) for m in HD95_METRICS})
+    for group in OPTIONAL_SCORES:
+        if all(isinstance(metrics.get(m), (int, float)) for m in group):
+            out.update({m: float(metrics[m]) for m in group})
     if all(isinstance(metrics.get(m), int) for r in REGIONS for m in (with_name(r), empty_name(r))):
         for region in REGIONS:
             dice_with = metrics.get(metric_name(DICE_WITH, region))
@@ -62,7 +72,7 @@ def site_result(metrics: object) -> Optional[Dict[str, object]]:
             out[metric_name(DICE_WITH, region)] = float(dice_with) if isinstance(dice_with, (int, float)) else None
     per_case = metrics.get(PER_CASE)
     if isinstance(per_case, dict):
-        kept = {m: [float(v) for v in per_case[m]] for m in DICE_METRICS + HD95_METRICS if _numbers(per_case.get(m), n)}
+        kept = {m: [float(v) for v in per_case[m]] for m in SCORE_METRICS if _numbers(per_case.get(m), n)}
         if kept:
             out[PER_CASE] = kept
     out[N_CASES] = n
@@ -78,15 +88,16 @@ def empty_name(region: str) -> str:
 
 
 def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
-    """(sum of x_s n_s) / (sum of n_s) of Dice per region and mean over the sites that have a result; HD95 too
-    when every one of them has it."""
+    """(sum of x_s n_s) / (sum of n_s) of Dice per region and mean over the sites that have a result; HD95,
+    sensitivity and specificity too when every one of them has them."""
     present = [r for r in results.values() if r is not None]
     total = sum(r[N_CASES] for r in present)
     if not total:
         return None
     keys = DICE_COLUMNS
-    if all(k in r for r in present for k in HD95_METRICS):
-        keys += HD95_METRICS
+    for group in OPTIONAL_SCORES:
+        if all(k in r for r in present for k in group):
+            keys += group
     out = {k: sum(r[k] * r[N_CASES] for r in present) / total for k in keys}
     out[N_CASES] = total
     if all(with_name(region) in r for r in present for region in REGIONS):
@@ -251,6 +262,20 @@ def presence_table(rows: List[tuple]) -> List[str]:
     return lines
 
 
+def detection_table(sites: Dict[str, Optional[dict]], average: Optional[dict]) -> List[str]:
+    """Markdown rows of per-site sensitivity and specificity per region and the case-weighted AVE (``-`` for a result
+    without them); nothing when no result has them."""
+    rows = list(sites.items()) + [("AVE", average)]
+    if not any(r and SENSITIVITY_METRICS[0] in r for _, r in rows):
+        return []
+    head = "".join(f" sensitivity {g} |" for g in REGIONS) + "".join(f" specificity {g} |" for g in REGIONS)
+    lines = ["Sensitivity / specificity:", "", f"| site |{head} cases |", "|---" * (len(DETECTION_COLUMNS) + 2) + "|"]
+    for site, r in rows:
+        values = [(_fmt(r[k]) if k in r else "-") if r else _fmt(None) for k in DETECTION_COLUMNS]
+        lines.append(f"| {site} | " + " | ".join(values) + f" | {r[N_CASES] if r else '-'} |")
+    return lines
+
+
 PRESENCE_NOTE = (
     "A case without a region in its reference scores Dice 1 for that region when the model predicts none of it (and "
     "0 otherwise): the Dice on the cases that hold each region, and how many cases scored 1 by that rule:"
@@ -261,6 +286,11 @@ HD95_NOTE = (
     "HD95: 95th percentile Hausdorff distance in mm, measured by each site on its cases resampled to the model's "
     "voxel size; a region empty in both the prediction and the reference scores Dice 1 and HD95 0 mm, in one of "
     "them Dice 0 and HD95 373.13 mm."
+)
+DETECTION_NOTE = (
+    "Sensitivity TP / (TP + FN) and specificity TN / (TN + FP) per region, over every voxel of the grid a site scores "
+    "(as FeTS reports them); a region absent from the reference scores sensitivity 1 when the model predicts none of "
+    "it, else 0."
 )
 FIGURE_TEXT = {
     "heatmap": ("mean Dice, model x site", ""),
@@ -288,13 +318,15 @@ def figure_lines(figures: Dict[str, str], kind: str) -> List[str]:
 def to_markdown(report: dict) -> str:
     cases = ", ".join(f"{s} {n if n else 'missing'}" for s, n in report["cases"].items())
     with_hd95 = any(row["average"] and HD95_METRICS[0] in row["average"] for row in report["models"])
+    with_detection = any(row["average"] and SENSITIVITY_METRICS[0] in row["average"] for row in report["models"])
     figures = report.get("figures") or {}
     lines = [
         "# Cross-site evaluation",
         "",
         f"Split: {report['split']}; cases per site: {cases}. "
         "AVE is weighted by each site's number of cases: (sum of x_s n_s) / (sum of n_s)."
-        + (f" {HD95_NOTE}" if with_hd95 else ""),
+        + (f" {HD95_NOTE}" if with_hd95 else "")
+        + (f" {DETECTION_NOTE}" if with_detection else ""),
         "",
     ]
     lost = report.get("lost_sites") or {}
@@ -303,6 +335,8 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     for row in report["models"]:
         lines += [f"## {row['label']}", ""] + region_table(row["sites"], row["average"]) + [""]
+        detection = detection_table(row["sites"], row["average"])
+        lines += detection + ([""] if detection else [])
     lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
     lines.append("|---" * (len(report["sites"]) + 2) + "|")
     for row in report["models"]:

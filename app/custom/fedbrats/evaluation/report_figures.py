@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from fedbrats.evaluation.plots import DPI, pyplot, save, site_colour
+from fedbrats.plots import DPI, pyplot, save, site_colour
 from fedbrats.runtime.constants import DICE, MEAN_DICE, PER_CASE, REGIONS, metric_name
 
 HEATMAP_PNG, CURVES_PNG, BOXES_PNG = "report_heatmap.png", "report_curves.png", "report_dice_boxes.png"

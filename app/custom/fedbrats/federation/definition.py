@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from fedbrats.federation.privacy import NEEDS_WEIGHT_DIFF, NONE, privacy_arguments
+from fedbrats.prepare.site_specs import site_names
 from fedbrats.runtime.constants import SITE_GRADES, SPLITS
+from fedbrats.runtime.fl.algorithms import FEDAVG, SENDS_WEIGHT_DIFF, algorithm_arguments
 from fedbrats.runtime.settings import TrainSettings
 
 FEDERATION = tuple(SITE_GRADES)
@@ -19,7 +21,8 @@ FEDERATION = tuple(SITE_GRADES)
 
 @dataclass(frozen=True)
 class JobDefinition:
-    """A FedAvg job of SegResNetVAE with in-time best-model selection and cross-site evaluation."""
+    """A federated job of SegResNetVAE (FedAvg or another method) with in-time best-model selection and cross-site
+    evaluation."""
 
     name: str
     description: str = ""
@@ -31,6 +34,14 @@ class JobDefinition:
     datalist: str = ""
     """Datalist of every site, relative to its data root or the job's config; empty: ``datalists/<site>.json``."""
     training: Mapping[str, Any] = field(default_factory=dict)
+    algorithm: str = FEDAVG
+    """Aggregation method (:mod:`fedbrats.runtime.fl.algorithms`): ``fedavg``, ``fedprox``, ``fedopt``, ``scaffold`` or
+    ``ditto`` (personalised: each site's own model goes through the cross-site evaluation)."""
+    algorithm_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the method over :data:`fedbrats.runtime.fl.algorithms.ALGORITHM_DEFAULTS`."""
+    synthetic_sites: Tuple[str, ...] = ()
+    """Each site's synthetic data as ``NAME[:GRADE][:PROFILE][:CASES]`` (:mod:`fedbrats.prepare.site_specs`), what a
+    simulator run without a data root makes; empty: the sites' own grades."""
     data_root: str = ""
     """Data root of sites that have no site-local setting; a definition leaves it empty (the job holds no path)."""
     send_weight_diff: bool = False
@@ -70,6 +81,7 @@ class JobDefinition:
         values = dataclasses.asdict(self)
         values.pop("name")
         values["sites"] = list(self.sites)
+        values["synthetic_sites"] = list(self.synthetic_sites)
         return values
 
     @classmethod
@@ -78,7 +90,8 @@ class JobDefinition:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown job values {unknown}")
-        job = cls(name, **{**values, "sites": tuple(values.get("sites", FEDERATION))})
+        sites = tuple(values.get("sites", FEDERATION))
+        job = cls(name, **{**values, "sites": sites, "synthetic_sites": tuple(values.get("synthetic_sites", ()))})
         job.validate()
         return job
 
@@ -87,8 +100,8 @@ class JobDefinition:
 
     @property
     def sends_weight_diff(self) -> bool:
-        """Sites send weight differences: asked for, or needed by the privacy filter."""
-        return self.send_weight_diff or self.privacy in NEEDS_WEIGHT_DIFF
+        """Sites send weight differences: asked for, or needed by the privacy filter or the aggregation method."""
+        return self.send_weight_diff or self.privacy in NEEDS_WEIGHT_DIFF or self.algorithm in SENDS_WEIGHT_DIFF
 
     def with_overrides(self, overrides: Optional[Mapping[str, Any]] = None) -> "JobDefinition":
         """This job with some values replaced; ``training`` fields are merged, None values ignored."""
@@ -98,8 +111,11 @@ class JobDefinition:
             raise ValueError(f"unknown job values {unknown}; known: {sorted(OVERRIDABLE)}")
         training = {k: v for k, v in (changes.pop("training", None) or {}).items() if v is not None}
         changes["training"] = self.settings().replace(**training).to_dict() if training else dict(self.training)
-        if "sites" in changes:
-            changes["sites"] = tuple(changes["sites"])
+        for name in ("sites", "synthetic_sites"):
+            if name in changes:
+                changes[name] = tuple(changes[name])
+        if "sites" in changes and "synthetic_sites" not in changes:
+            changes["synthetic_sites"] = ()
         job = dataclasses.replace(self, **changes)
         job.validate()
         return job
@@ -120,6 +136,10 @@ class JobDefinition:
                 "negative"
             )
         privacy_arguments(self.privacy, self.privacy_args)
+        algorithm_arguments(self.algorithm, self.algorithm_args)
+        if self.synthetic_sites:
+            if site_names(self.synthetic_sites) != list(self.sites):
+                raise ValueError(f"synthetic_sites {list(self.synthetic_sites)} must name the sites {list(self.sites)}")
 
 
 OVERRIDABLE = frozenset(
@@ -138,6 +158,9 @@ OVERRIDABLE = frozenset(
         "dead_client_check_lead_time",
         "task_request_interval",
         "training",
+        "algorithm",
+        "algorithm_args",
+        "synthetic_sites",
         "run_state_dir",
         "resume_from",
         "start_round",

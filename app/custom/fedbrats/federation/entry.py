@@ -52,7 +52,7 @@ def make_env(args: argparse.Namespace, recipe: BratsFedAvgRecipe) -> ExecEnv:
     if args.env == "sim":
         return BratsSimEnv(
             clients=recipe.sites,
-            site_grades=parse_sites(args.sites) if args.sites else None,
+            site_grades=parse_sites(recipe.definition.synthetic_sites) if recipe.definition.synthetic_sites else None,
             num_threads=args.threads,
             gpu_config=args.gpu,
             workspace_root=args.workspace,

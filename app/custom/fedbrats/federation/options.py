@@ -7,8 +7,9 @@ import os
 from typing import Dict
 
 from fedbrats.federation.privacy import PRIVACY_OPTIONS
-from fedbrats.prepare.site_specs import site_names
+from fedbrats.prepare.site_specs import parse_sites
 from fedbrats.runtime.constants import SPLITS
+from fedbrats.runtime.fl.algorithms import ALGORITHMS
 from fedbrats.runtime.settings import add_settings_arguments, settings_overrides
 
 
@@ -18,9 +19,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sites",
         nargs="+",
-        metavar="SITE[:GRADE]",
+        metavar="SITE[:GRADE][:PROFILE][:CASES]",
         help="the federation's sites (default: the job's), e.g. site-1 site-2 site-3; a grade (HGG, LGG, mix, "
-        "mix=F) only says which synthetic cases a simulator run makes for a site without data",
+        "mix=F), a scanner profile and a case count only say which synthetic cases a simulator run makes for a site "
+        "without data",
     )
     parser.add_argument(
         "--min-clients", type=int, help="sites a round waits for (default: the job's; with --sites all)"
@@ -32,13 +34,28 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-split", choices=SPLITS)
     parser.add_argument("--send-weight-diff", action="store_true")
     parser.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS,
+        help="aggregation method (default: the job's): fedavg; fedprox (a proximal term at the sites); fedopt (a "
+        "server-side optimiser on the averaged update); scaffold (control variates); ditto (a personal model per "
+        "site, scored by the cross-site evaluation as the site's local model)",
+    )
+    parser.add_argument(
+        "--algorithm-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="argument of the method, e.g. mu=0.01 (fedprox), lr=1.0 or momentum=0.6 (fedopt), lambda=0.1 (ditto)",
+    )
+    parser.add_argument(
         "--privacy",
         choices=PRIVACY_OPTIONS,
         help="FLARE filter on what a site sends each round (docs/privacy.md). none: the weights as trained, and each "
         "site's best local model goes to the other sites to be scored; svt: noisy, sparse weight changes "
         "(differential privacy); percentile: only the largest weight changes, clipped; exclude: the weight changes "
         "without the tensors matching exclude_vars (default the VAE branch), which stay at the site. With any "
-        "filter the local models stay at the sites. Scores (Dice, HD95, counts, sorted per-case values) are sent "
+        "filter the local models stay at the sites. Scores (Dice, HD95, sensitivity, specificity, counts, sorted "
+        "per-case values) are sent "
         "under every option",
     )
     parser.add_argument(
@@ -59,13 +76,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
 
 
-def parse_privacy_args(pairs) -> Dict:
+def parse_named_values(pairs, flag: str = "--privacy-arg") -> Dict:
     """``["epsilon=0.01", "exclude_vars=^vae_"]`` -> ``{"epsilon": 0.01, "exclude_vars": "^vae_"}``."""
     values = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise SystemExit(f"--privacy-arg must be NAME=VALUE, got {pair!r}")
+            raise SystemExit(f"{flag} must be NAME=VALUE, got {pair!r}")
         try:
             values[name] = json.loads(text)
         except json.JSONDecodeError:
@@ -80,16 +97,19 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
     if args.local_steps is not None:
         training["local_steps"] = args.local_steps
     data_root = os.path.abspath(args.data_root) if args.data_root else None
-    sites = site_names(args.sites) if args.sites else None
+    specs = parse_sites(args.sites) if args.sites else None
     return {
         "num_rounds": args.rounds,
-        "sites": sites,
-        "min_clients": args.min_clients if args.min_clients is not None or not sites else len(sites),
+        "sites": [s.name for s in specs] if specs else None,
+        "synthetic_sites": [str(s) for s in specs] if specs else None,
+        "min_clients": args.min_clients if args.min_clients is not None or not specs else len(specs),
         "data_root": data_root,
         "eval_split": args.eval_split,
         "send_weight_diff": args.send_weight_diff or None,
         "privacy": args.privacy,
-        "privacy_args": parse_privacy_args(args.privacy_arg) or None,
+        "privacy_args": parse_named_values(args.privacy_arg) or None,
+        "algorithm": args.algorithm,
+        "algorithm_args": parse_named_values(args.algorithm_arg, "--algorithm-arg") or None,
         "scope": args.scope,
         "wait_time_after_min_received": args.wait_time_after_min_received,
         "run_state_dir": os.path.abspath(args.run_state_dir) if args.run_state_dir else None,

@@ -1,7 +1,8 @@
 """The recipe that writes every job of the product, built on FLARE's Job API (``FedJob``) and ``Recipe``.
 
 Server: FedAvg (:class:`~fedbrats.runtime.fl.fedavg.ScoredScatterAndGather`, which also scores the final
-global model) over :class:`~fedbrats.runtime.fl.guarded_aggregator.GuardedAggregator`, the case-weighted in-time
+global model; SCAFFOLD's workflow for ``scaffold``, FLARE's FedOpt shareable generator for ``fedopt``) over
+:class:`~fedbrats.runtime.fl.guarded_aggregator.GuardedAggregator`, the case-weighted in-time
 selection of the best global model, the PyTorch persistor, the run's state kept for a resume
 (:class:`~fedbrats.runtime.fl.run_state_keeper.RunStateKeeper`) and the cross-site evaluation. Sites:
 :class:`~fedbrats.runtime.fl.executor.BratsExecutor` and the job's privacy filter on its training results. The job's
@@ -15,21 +16,24 @@ import torch
 from nvflare.apis.dxo import DataKind
 from nvflare.apis.fl_constant import ConfigVarName
 from nvflare.apis.job_def import ALL_SITES
-from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_common.app_constant import AlgorithmConstants, AppConstants
 from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
 from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
+from nvflare.app_opt.pt.fedopt import PTFedOptModelShareableGenerator
 from nvflare.app_opt.pt.file_model_locator import PTFileModelLocator
 from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
 from nvflare.job_config.api import FedJob
 from nvflare.job_config.defs import FilterType
 from nvflare.recipe.spec import Recipe
+from nvflare.recipe.utils import ensure_config_type_dict
 
 from fedbrats.federation.definition import JobDefinition
 from fedbrats.federation.privacy import NONE, kept_at_sites, privacy_filter
 from fedbrats.package_data import PACKAGE, reference_datalists, site_runtime_files
+from fedbrats.runtime.fl.algorithms import FEDOPT, SCAFFOLD, algorithm_arguments
 from fedbrats.runtime.fl.cross_site_eval import LiveSitesCrossSiteModelEval
 from fedbrats.runtime.fl.executor import BratsExecutor
-from fedbrats.runtime.fl.fedavg import ScoredScatterAndGather
+from fedbrats.runtime.fl.fedavg import ScoredScatterAndGather, ScoredScatterAndGatherScaffold
 from fedbrats.runtime.fl.guarded_aggregator import GuardedAggregator
 from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector
 from fedbrats.runtime.fl.run_state_keeper import RunStateKeeper
@@ -43,8 +47,8 @@ VALIDATION_TIMEOUT = 21600
 
 
 class BratsFedAvgRecipe(Recipe):
-    """FedAvg of SegResNetVAE on BraTS sites, with in-time selection of the best global model and cross-site
-    evaluation; ``brats_central`` is the same recipe with one site, ``site-All``.
+    """FedAvg (or the job's ``algorithm``) of SegResNetVAE on BraTS sites, with in-time selection of the best global
+    model and cross-site evaluation; ``brats_central`` is the same recipe with one site, ``site-All``.
 
     ``name`` and ``values`` are a :class:`~fedbrats.federation.definition.JobDefinition`'s; ``overrides`` (the
     command line's, a resumed run's) replace them. :meth:`of` builds the recipe of a definition.
@@ -70,15 +74,16 @@ class BratsFedAvgRecipe(Recipe):
 
     @staticmethod
     def _add_server(job: FedJob, d: JobDefinition) -> None:
-        model = {
-            "path": f"{BratsSegResNetVAE.__module__}.{BratsSegResNetVAE.__name__}",
-            "args": d.settings().model_kwargs(),
-        }
+        # the global model, one component that the persistor loads and FedOpt's server optimiser updates
+        with torch.device("meta"):
+            job.to_server(BratsSegResNetVAE(**d.settings().model_kwargs()), id="model")
         # a resumed run starts from the global model its earlier run kept after its last completed round
         initial = os.path.join(d.resume_from, GLOBAL_MODEL_FILE) if d.resume_from else None
-        job.to_server(PTFileModelPersistor(model=model, source_ckpt_file_full_name=initial), id="persistor")
-        job.to_server(FullModelShareableGenerator(), id="shareable_generator")
+        job.to_server(PTFileModelPersistor(model="model", source_ckpt_file_full_name=initial), id="persistor")
+        job.to_server(shareable_generator(d), id="shareable_generator")
         kind = DataKind.WEIGHT_DIFF if d.sends_weight_diff else DataKind.WEIGHTS
+        if d.algorithm == SCAFFOLD:  # the sites' weights and the change of their controls, averaged alike
+            kind = {AppConstants.MODEL_WEIGHTS: kind, AlgorithmConstants.SCAFFOLD_CTRL_DIFF: DataKind.WEIGHT_DIFF}
         aggregator = GuardedAggregator(
             min_clients=d.min_clients,
             allowed_missing=kept_at_sites(d.privacy, d.privacy_args),
@@ -97,7 +102,8 @@ class BratsFedAvgRecipe(Recipe):
             resume_from=d.resume_from,
         )
         job.to_server(keeper, id="run_state")
-        fedavg = ScoredScatterAndGather(
+        workflow = ScoredScatterAndGatherScaffold if d.algorithm == SCAFFOLD else ScoredScatterAndGather
+        fedavg = workflow(
             min_clients=d.min_clients,
             num_rounds=d.num_rounds - d.start_round,
             start_round=d.start_round,
@@ -138,6 +144,8 @@ class BratsFedAvgRecipe(Recipe):
             eval_split=d.eval_split,
             send_weight_diff=d.sends_weight_diff,
             local_vars=kept_at_sites(d.privacy, d.privacy_args),
+            algorithm=d.algorithm,
+            algorithm_args=dict(d.algorithm_args),
         )
         job.to_clients(executor, tasks=executor.task_names)
         privacy = privacy_filter(d.privacy, d.privacy_args, tensor_names(d.settings()))
@@ -146,6 +154,19 @@ class BratsFedAvgRecipe(Recipe):
         for datalist in reference_datalists():
             job.add_file_to(datalist, ALL_SITES, dest_dir="datalists", app_folder_type="config")
         add_site_runtime(job, ALL_SITES)
+
+
+def shareable_generator(d: JobDefinition):
+    """How the server makes the next global model of the averaged update: added to it (FLARE's full-model generator),
+    or, for ``fedopt``, one step of a server-side optimiser (FLARE's FedOpt generator, on the ``model`` component)."""
+    if d.algorithm != FEDOPT:
+        return FullModelShareableGenerator()
+    args = algorithm_arguments(d.algorithm, d.algorithm_args)
+    optimizer_args = {"lr": args["lr"]}
+    if args["optimizer"] == "torch.optim.SGD":
+        optimizer_args["momentum"] = args["momentum"]
+    optimizer = ensure_config_type_dict({"path": args["optimizer"], "args": optimizer_args})
+    return PTFedOptModelShareableGenerator(optimizer_args=optimizer, source_model="model", device="cpu")
 
 
 def tensor_names(settings: TrainSettings) -> List[str]:

@@ -12,7 +12,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from fedbrats.evaluation.report import _fmt
-from fedbrats.federation.options import parse_privacy_args
+from fedbrats.federation.options import parse_named_values
 from fedbrats.federation.privacy import PRIVACY_FILTERS, privacy_arguments
 from fedbrats.federation.training import CPU_RECIPE
 from fedbrats.research.study import (
@@ -117,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.steps % (len(SITES) * args.rounds):
         raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
-    values = parse_privacy_args(args.privacy_arg)
+    values = parse_named_values(args.privacy_arg)
     command = f"fedbrats privacy-cost --privacy {args.privacy}"
     command += "".join(f" --privacy-arg {a}" for a in args.privacy_arg)
     command += f" --cases {args.cases} --steps {args.steps} --rounds {args.rounds} --seed {args.seed}"

@@ -4,8 +4,8 @@ import os
 import random
 from typing import List, Optional
 
-from fedbrats.evaluation.plots import DPI, pyplot, save
 from fedbrats.evaluation.report import _fmt, region_table
+from fedbrats.plots import DPI, pyplot, save
 from fedbrats.runtime.constants import (
     CASES_WITH,
     DICE,

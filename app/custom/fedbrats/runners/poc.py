@@ -19,7 +19,7 @@ from fedbrats.federation.catalog import DEMO_JOB, job_definition, job_names, job
 from fedbrats.federation.envs import RunningPocEnv
 from fedbrats.federation.recipe import BratsFedAvgRecipe
 from fedbrats.prepare.site_specs import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
-from fedbrats.prepare.synthetic import write_sites
+from fedbrats.prepare.synthetic import ensure_synthetic_sites
 from fedbrats.runners.processes import flare_env, marked_processes, nvflare_command, stop_marked
 from fedbrats.runners.progress import LogFollower
 from fedbrats.runtime.data.datalist import write_json
@@ -182,15 +182,17 @@ class PocSystem:
         self.started = False
 
 
+def synthetic_sites(job: str) -> List[str]:
+    """The synthetic sites of ``job``'s definition, else the reference federation's."""
+    return list(job_definition(job).synthetic_sites) or list(REFERENCE_SITES)
+
+
 def make_site_data(root: str, sites: Sequence[Union[str, SiteSpec]], cases: int) -> Dict[str, Dict[str, str]]:
-    """One synthetic data root per site (``NAME[:GRADE]``: site-1 HGG-like, site-2 LGG-like by default)."""
+    """One synthetic data root per site (``NAME[:GRADE][:PROFILE][:CASES]``: site-1 HGG-like, site-2 LGG-like by
+    default), written unless the same site's data is already there."""
     data = {}
     for spec in parse_sites(sites):
-        site_root = os.path.join(root, spec.name)
-        datalist = os.path.join(site_root, "datalists", f"{spec.name}.json")
-        if not os.path.isfile(datalist):
-            write_sites(site_root, [spec], cases, "reduced")
-        data[spec.name] = {"data_root": site_root, "datalist": datalist}
+        data.update(ensure_synthetic_sites(os.path.join(root, spec.name), [spec], cases))
     return data
 
 
@@ -202,15 +204,15 @@ def round_trip(
     cases: Optional[int] = None,
     timeout: float = 1800,
     gpu: Optional[List[str]] = None,
-    sites: Sequence[Union[str, SiteSpec]] = REFERENCE_SITES,
+    sites: Optional[Sequence[Union[str, SiteSpec]]] = None,
     port: Optional[int] = FL_PORT,
 ) -> dict:
     """Prepare, start, submit, wait, download, report and stop; returns the report.
 
-    The sites are those of ``site_data`` with their own data, else ``sites`` (``NAME[:GRADE]``) on synthetic data.
-    ``port``: the server's port (None: a free one)."""
+    The sites are those of ``site_data`` with their own data, else ``sites`` (``NAME[:GRADE][:PROFILE][:CASES]``;
+    default: :func:`synthetic_sites` of the job) on synthetic data. ``port``: the server's port (None: a free one)."""
     start = time.time()
-    specs = parse_sites(sorted(site_data) if site_data else sites)
+    specs = parse_sites(sorted(site_data) if site_data else sites or synthetic_sites(job))
     sites = [s.name for s in specs]
     poc = PocSystem(root, sites, port=port)
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -273,8 +275,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sites",
         nargs="+",
-        metavar="SITE[:GRADE]",
-        help=f"sites on synthetic data, each {FORMS} (default: {' '.join(REFERENCE_SITES)})",
+        metavar="SITE[:GRADE][:PROFILE][:CASES]",
+        help=f"sites on synthetic data, each {FORMS} (default: the job's synthetic sites, else "
+        f"{' '.join(REFERENCE_SITES)})",
     )
     parser.add_argument(
         "--site-data",
@@ -302,7 +305,7 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit("fedbrats poc: give --sites (synthetic data) or --site-data (each site's own), not both")
     site_data = parse_site_data(args.site_data) if args.site_data else None
     try:
-        sites = parse_sites(sorted(site_data) if site_data else args.sites or REFERENCE_SITES)
+        sites = parse_sites(sorted(site_data) if site_data else args.sites or synthetic_sites(args.job))
     except ValueError as e:
         raise SystemExit(f"fedbrats poc: {e}") from None
     overrides = {"num_rounds": args.rounds, "min_clients": len(sites)}

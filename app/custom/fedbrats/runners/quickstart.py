@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sites",
         nargs="+",
         default=REFERENCE_SITES,
-        metavar="SITE[:GRADE]",
+        metavar="SITE[:GRADE][:PROFILE][:CASES]",
         help=f"the federation's synthetic sites, each {FORMS} (default: {' '.join(REFERENCE_SITES)})",
     )
 

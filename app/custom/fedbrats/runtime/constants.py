@@ -24,6 +24,8 @@ REGIONS = ("TC", "WT", "ET")
 """Output channels: tumour core (1+4), whole tumour (1+2+4), enhancing tumour (4)."""
 
 DICE, HD95 = "dice", "hd95"
+SENSITIVITY, SPECIFICITY = "sensitivity", "specificity"
+"""Recall TP / (TP + FN) and TN / (TN + FP) of a region over every voxel of the grid scored, as FeTS reports them."""
 
 
 def metric_name(metric: str, region: str) -> str:
@@ -35,6 +37,11 @@ def metric_name(metric: str, region: str) -> str:
 DICE_METRICS = tuple(metric_name(DICE, r) for r in REGIONS)
 HD95_METRICS = tuple(metric_name(HD95, r) for r in REGIONS)
 """HD95 in mm of each region (a site measures it on the grid it evaluates: its cases resampled to ``pixdim``)."""
+SENSITIVITY_METRICS = tuple(metric_name(SENSITIVITY, r) for r in REGIONS)
+SPECIFICITY_METRICS = tuple(metric_name(SPECIFICITY, r) for r in REGIONS)
+SCORE_METRICS = DICE_METRICS + HD95_METRICS + SENSITIVITY_METRICS + SPECIFICITY_METRICS
+"""Every score of a region of a case, in this order: what a site averages and keeps per case, the columns of
+``fedbrats evaluate``."""
 MEAN_DICE = "mean_dice"
 """Key metric of the product: mean Dice over REGIONS."""
 N_CASES = "n_cases"

@@ -10,6 +10,7 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
+from torch.nn.modules.loss import _Loss
 
 from fedbrats.runtime.constants import MALLOC_TUNING_ENV, N_CASES, REGIONS
 from fedbrats.runtime.data.loaders import data_errors
@@ -20,6 +21,8 @@ from fedbrats.runtime.settings import TrainSettings
 logger = logging.getLogger(__name__)
 Regulariser = Optional[Callable[[torch.nn.Module], torch.Tensor]]
 """A term added to the loss of every training step, computed from the model."""
+AfterStep = Optional[Callable[[torch.nn.Module], None]]
+"""Called with the model after every optimiser step (e.g. SCAFFOLD's correction)."""
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
@@ -53,7 +56,19 @@ def configure_cpu(num_threads: int = 0) -> int:
     return num_threads
 
 
-def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+class DiceBCELoss(_Loss):
+    """Soft Dice smoothed by 1 plus binary cross-entropy, per sigmoid region output."""
+
+    def __init__(self):
+        super().__init__()
+        self.dice = DiceLoss(smooth_nr=1.0, smooth_dr=1.0, squared_pred=True, sigmoid=True)
+        self.bce = torch.nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits, labels) + self.bce(logits, labels)
+
+
+def segmentation_loss(name: str) -> _Loss:
     """Loss of the sigmoid region outputs (TC, WT, ET are nested, so each is its own binary problem).
 
     ``dice`` is the reference's soft Dice. ``dice_bce`` adds binary cross-entropy and smooths Dice by 1: a crop
@@ -61,9 +76,7 @@ def segmentation_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch
     """
     if name == "dice":
         return DiceLoss(smooth_nr=0, smooth_dr=1e-5, squared_pred=True, sigmoid=True)
-    dice = DiceLoss(smooth_nr=1.0, smooth_dr=1.0, squared_pred=True, sigmoid=True)
-    bce = torch.nn.BCEWithLogitsLoss()
-    return lambda logits, labels: dice(logits, labels) + bce(logits, labels)
+    return DiceBCELoss()
 
 
 class SegmentationEngine:
@@ -93,9 +106,18 @@ class SegmentationEngine:
         lr = self.settings.learning_rate
         if self.settings.lr_schedule == "cosine":
             lr *= 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        self.learning_rate = lr
+        return lr
+
+    @property
+    def learning_rate(self) -> float:
+        """The optimiser's learning rate now."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        return lr
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, enabled=self.use_amp)
@@ -105,16 +127,22 @@ class SegmentationEngine:
         return self.train_steps(loader, self.settings.max_steps_per_epoch or math.inf, should_stop, passes=1)
 
     def train_round(
-        self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False, regulariser: Regulariser = None
+        self,
+        loader: Iterable,
+        should_stop: Callable[[], bool] = lambda: False,
+        regulariser: Regulariser = None,
+        after_step: AfterStep = None,
     ) -> Dict[str, float]:
         """The local work of one FL round: ``local_steps`` steps, or else ``local_epochs`` passes over ``loader``.
 
-        ``regulariser(model)``, when given, is added to the loss of every step (e.g. FedProx's proximal term)."""
+        ``regulariser(model)``, when given, is added to the loss of every step (e.g. FedProx's proximal term);
+        ``after_step(model)`` runs after every optimiser step."""
+        hooks = {"regulariser": regulariser, "after_step": after_step}
         if self.settings.local_steps:
-            return self.train_steps(loader, self.settings.local_steps, should_stop, regulariser=regulariser)
+            return self.train_steps(loader, self.settings.local_steps, should_stop, **hooks)
         cap = self.settings.max_steps_per_epoch
         epochs = self.settings.local_epochs
-        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, epochs, regulariser)
+        return self.train_steps(loader, cap * epochs if cap else math.inf, should_stop, epochs, **hooks)
 
     def train_steps(
         self,
@@ -123,6 +151,7 @@ class SegmentationEngine:
         should_stop: Callable[[], bool] = lambda: False,
         passes: float = math.inf,
         regulariser: Regulariser = None,
+        after_step: AfterStep = None,
     ) -> Dict[str, float]:
         """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``)."""
         self.model.train()
@@ -136,6 +165,8 @@ class SegmentationEngine:
                         break
                     total += self._step(batch, regulariser)
                     done += 1
+                    if after_step is not None:
+                        after_step(self.model)
                 passes_done += 1
                 if done == before:
                     break
@@ -157,7 +188,7 @@ class SegmentationEngine:
 
     @torch.no_grad()
     def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, object]:
-        """Sliding-window Dice and HD95 per region over the cases of ``loader`` (see :func:`evaluate`)."""
+        """Sliding-window scores per region over the cases of ``loader`` (see :func:`evaluate`)."""
         self.model.eval()
         metrics = evaluate(self.model, loader, self.settings, self.device, self.use_amp, should_stop)
         if self.device.type == "cuda":
@@ -190,7 +221,8 @@ def evaluate(
     use_amp: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Dict[str, object]:
-    """Dice and HD95 (:mod:`fedbrats.runtime.metrics`) of the thresholded sigmoid outputs, per region and case.
+    """Dice, HD95, sensitivity and specificity (:mod:`fedbrats.runtime.metrics`) of the thresholded sigmoid outputs,
+    per region and case.
 
     Scored on the grid the model sees (the case resampled to ``settings.pixdim``), so HD95 is in mm of that grid.
     """

@@ -1,8 +1,14 @@
-"""Dice and HD95 (mm) of the tumour regions with the BraTS conventions for empty regions; a site's metric dict.
+"""Dice, HD95 (mm), sensitivity and specificity of the tumour regions with the BraTS conventions for empty regions;
+a site's metric dict.
 
 Both masks of a region empty: Dice 1 and HD95 0. One empty: Dice 0 and HD95 :data:`HD95_MAX_MM`. Otherwise
 MONAI's ``compute_dice`` and ``compute_hausdorff_distance`` (95th percentile, symmetric: the larger of the two
 directed 95th percentiles of the distances between the masks' surfaces) with the voxel spacing of the grid.
+
+Sensitivity TP / (TP + FN) and specificity TN / (TN + FP) count every voxel of the grid scored, background outside
+the brain included, as the BraTS and FeTS evaluation (CaPTk's ``GetBraTSLabelStatistics``) does. Reference region
+empty: sensitivity 1 when the prediction is empty too, else 0 (CaPTk's rule). Reference filling the whole grid (no
+negatives, no false positive possible): specificity 1.
 """
 
 import math
@@ -20,12 +26,14 @@ from fedbrats.runtime.constants import (
     DICE_WITH,
     EMPTY_BOTH,
     HD95,
-    HD95_METRICS,
     MEAN_DICE,
     N_CASES,
     PER_CASE,
     PRESENT,
     REGIONS,
+    SCORE_METRICS,
+    SENSITIVITY,
+    SPECIFICITY,
     metric_name,
 )
 
@@ -47,13 +55,27 @@ def union_box(pred: np.ndarray, ref: np.ndarray) -> tuple:
     return tuple(box)
 
 
-def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    """Dice and HD95 (mm) of two boolean masks of one region on a grid of voxel size ``spacing``."""
+def detection_scores(pred: np.ndarray, ref: np.ndarray) -> Dict[str, float]:
+    """Sensitivity and specificity of two boolean masks of one region over every voxel of their grid."""
     pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
+    tp = int(np.count_nonzero(pred & ref)) if n_pred and n_ref else 0
+    negatives = pred.size - n_ref
+    return {
+        SENSITIVITY: tp / n_ref if n_ref else float(n_pred == 0),
+        SPECIFICITY: (negatives - (n_pred - tp)) / negatives if negatives else 1.0,
+    }
+
+
+def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
+    """Dice, HD95 (mm), sensitivity and specificity of two boolean masks of one region on a grid of voxel size
+    ``spacing``."""
+    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    detection = detection_scores(pred, ref)
     if not pred.any() and not ref.any():
-        return {DICE: 1.0, HD95: 0.0}
+        return {DICE: 1.0, HD95: 0.0, **detection}
     if not pred.any() or not ref.any():
-        return {DICE: 0.0, HD95: HD95_MAX_MM}
+        return {DICE: 0.0, HD95: HD95_MAX_MM, **detection}
     box = union_box(pred, ref)
     y_pred = torch.as_tensor(pred[box])[None, None]
     y = torch.as_tensor(ref[box])[None, None]
@@ -61,12 +83,13 @@ def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -
     with warnings.catch_warnings():  # MONAI 1.5+ warns about an argument its own distance code still passes
         warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
         hd95 = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=list(spacing))
-    return {DICE: float(dice), HD95: float(hd95)}
+    return {DICE: float(dice), HD95: float(hd95), **detection}
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    """``dice_tc`` ... ``hd95_et`` of one case's region masks (TC, WT, ET, ...), channel first, and whether the
-    reference holds each region (``present_tc`` ...: 1 or 0)."""
+    """``dice_tc`` ... ``specificity_et`` (:data:`~fedbrats.runtime.constants.SCORE_METRICS`) of one case's region
+    masks (TC, WT, ET, ...), channel first, and whether the reference holds each region (``present_tc`` ...: 1 or
+    0)."""
     out = {}
     for k, region in enumerate(REGIONS):
         for metric, value in region_scores(pred[k], ref[k], spacing).items():
@@ -87,11 +110,11 @@ def region_counts(dice: Sequence[float], present: Sequence[float], region: str) 
 
 
 def site_metrics(cases: List[Dict[str, float]]) -> Dict[str, object]:
-    """A site's metric dict: mean Dice and HD95 per region, mean Dice over the regions, case count, the cases that
-    hold each region (:func:`region_counts`), and :data:`~fedbrats.runtime.constants.PER_CASE` values (numbers in the
-    order of the cases, without their names; :func:`without_case_order` before they leave a site)."""
-    names = DICE_METRICS + HD95_METRICS
-    per_case = {name: [float(c[name]) for c in cases] for name in names}
+    """A site's metric dict: mean Dice, HD95, sensitivity and specificity per region, mean Dice over the regions, case
+    count, the cases that hold each region (:func:`region_counts`), and :data:`~fedbrats.runtime.constants.PER_CASE`
+    values (numbers in the order of the cases, without their names; :func:`without_case_order` before they leave a
+    site)."""
+    per_case = {name: [float(c[name]) for c in cases] for name in SCORE_METRICS}
     out: Dict[str, object] = {name: sum(v) / len(v) if v else math.nan for name, v in per_case.items()}
     out[MEAN_DICE] = sum(out[name] for name in DICE_METRICS) / len(DICE_METRICS)
     out[N_CASES] = len(cases)

@@ -40,6 +40,7 @@ class BratsSegResNetVAE(SegResNetVAE):
             blocks_up=tuple(blocks_up),
             dropout_prob=dropout,
         )
+        self._crop, self._dropout, self._seed = list(crop), dropout, seed  # what FLARE's Job API writes of the model
 
 
 def build_model(settings: TrainSettings = None) -> BratsSegResNetVAE:

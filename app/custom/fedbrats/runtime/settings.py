@@ -9,8 +9,9 @@ CROP_SAMPLING = ("random", "tumour")
 LOSSES = ("dice", "dice_bce")
 LR_SCHEDULES = ("constant", "cosine")
 AUTO = "auto"
-IGNORED_SETTINGS = frozenset({"extra"})
-"""Names that model files and job configs written by earlier versions of the package may carry: read, then ignored."""
+IGNORED_SETTINGS = frozenset({"extra", "fedprox_mu"})
+"""Names that model files and job configs written by earlier versions of the package may carry: read, then ignored
+(FedProx is a job's aggregation method: ``--algorithm fedprox``)."""
 
 
 def cache_rate_value(value: Union[str, float]) -> Union[str, float]:
@@ -45,10 +46,6 @@ class TrainSettings:
     """``constant`` (the reference) or ``cosine``: the learning rate decays from ``learning_rate`` towards 0 over
     the run, set once per FL round (or per validation interval without FLARE), so every arm follows one schedule."""
     weight_decay: float = 1e-5
-    fedprox_mu: float = 0.0
-    """FedProx (Li et al. 2020): in every local step of an FL round a site adds ``mu / 2 * ||w - w_global||^2``
-    (FLARE's ``PTFedProxLoss``), which bounds how far its weights drift from the global model it received.
-    0: plain FedAvg. No effect outside FLARE."""
     vae_weight: float = 0.1
     loss: str = "dice"
     """``dice`` (the reference) or ``dice_bce``: smoothed Dice plus binary cross-entropy per region, as nnU-Net
@@ -99,8 +96,6 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {settings.loss!r}")
         if settings.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {settings.lr_schedule!r}")
-        if settings.fedprox_mu < 0:
-            raise ValueError(f"fedprox_mu must be at least 0, got {settings.fedprox_mu}")
         if settings.local_epochs < 1 or settings.batch_size < 1 or settings.local_steps < 0:
             raise ValueError("local_epochs and batch_size must be at least 1, local_steps at least 0")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
@@ -149,7 +144,6 @@ SETTINGS_FLAGS = (
     "init_filters",
     "learning_rate",
     "lr_schedule",
-    "fedprox_mu",
     "loss",
     "batch_size",
     "cache_rate",
@@ -172,7 +166,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-filters", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES)
-    parser.add_argument("--fedprox-mu", type=float, help="FedProx proximal weight in FL rounds (0: FedAvg)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument(

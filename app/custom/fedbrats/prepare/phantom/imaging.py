@@ -1,11 +1,13 @@
-"""MRI appearance: per-modality tissue contrasts, acquisition blur, bias field and Rician noise."""
+"""MRI appearance: per-modality tissue contrasts, acquisition blur, bias field and Rician noise, through a site's
+scanner profile."""
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 from scipy import ndimage
 
 from fedbrats.prepare.phantom.anatomy import smooth_field
+from fedbrats.prepare.phantom.scanner import REFERENCE, SCANNER_PROFILES, ScannerProfile, acquire, gamma_contrast
 
 # Mean intensity relative to white matter on T1; "core" is necrosis in HGG and non-enhancing tumour in LGG.
 CONTRASTS: Dict[str, Dict[str, float]] = {
@@ -37,8 +39,11 @@ def render(
     tumour: Dict[str, np.ndarray],
     voxel_mm: float,
     rng: np.random.Generator,
+    profile: ScannerProfile = SCANNER_PROFILES[REFERENCE],
+    bias: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """One skull-stripped modality in int16, zero outside the brain as in BraTS."""
+    """One skull-stripped modality in int16, zero outside the brain as in BraTS, acquired with ``profile``
+    (:mod:`fedbrats.prepare.phantom.scanner`; ``bias``: its bias field for the case)."""
     c = CONTRASTS[modality]
     shape = anatomy["brain"].shape
     healthy = sum(anatomy[t] * c[t] * (1 + 0.04 * smooth_field(shape, rng, cells=30)) for t in ("csf", "gm", "wm"))
@@ -47,10 +52,12 @@ def render(
     lesion = sum(f * c[n] * (1 + 0.12 * smooth_field(shape, rng, cells=40)) for n, f in tumour.items())
     lesion = lesion / np.maximum(weight, 1e-3)
     image = (1 - weight) * healthy + weight * lesion
+    if modality in profile.gamma:
+        image = gamma_contrast(image, profile.gamma[modality])
     image = ndimage.gaussian_filter(image, [s / voxel_mm for s in BLUR_MM[modality]])
     image *= np.exp(smooth_field(shape, rng, cells=3, sd=rng.uniform(0.05, 0.15)))
     scale = rng.uniform(*SCANNER_SCALE[modality])
     sigma = rng.uniform(0.015, 0.04)
-    noisy = np.hypot(image + sigma * rng.standard_normal(shape), sigma * rng.standard_normal(shape))
+    noisy = acquire(image, modality, profile, voxel_mm, sigma, rng, bias)
     out = np.where(anatomy["brain"] > 0.5, noisy * scale, 0.0)
     return np.clip(np.round(out), 0, np.iinfo(np.int16).max).astype(np.int16)

@@ -13,7 +13,14 @@ from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
 
-from fedbrats.runtime.constants import DICE_METRICS, HD95_METRICS, MEAN_DICE, N_CASES
+from fedbrats.runtime.constants import (
+    DICE_METRICS,
+    HD95_METRICS,
+    MEAN_DICE,
+    N_CASES,
+    SENSITIVITY_METRICS,
+    SPECIFICITY_METRICS,
+)
 
 LAST_MODEL = "echo_last_model.npz"
 """Where the site keeps the last global model it received (in its app folder): its "best local model"."""
@@ -24,7 +31,7 @@ ECHO_DICE = 0.5
 def echo_metrics() -> Dict[str, object]:
     """Metrics shaped like a real site's validation of one case."""
     metrics: Dict[str, object] = {name: ECHO_DICE for name in DICE_METRICS}
-    metrics.update({name: 1.0 for name in HD95_METRICS})
+    metrics.update({name: 1.0 for name in HD95_METRICS + SENSITIVITY_METRICS + SPECIFICITY_METRICS})
     metrics.update({MEAN_DICE: ECHO_DICE, N_CASES: 1})
     return metrics
 

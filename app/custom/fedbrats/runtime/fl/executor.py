@@ -1,6 +1,5 @@
 """FLARE executor of a BraTS site: a thin adapter over :mod:`fedbrats.runtime.engine`."""
 
-import copy
 import os
 import re
 import time
@@ -16,7 +15,6 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
-from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
 from nvflare.fuel.utils.memory_utils import cleanup_memory
 from torch.utils.tensorboard import SummaryWriter
 
@@ -24,7 +22,9 @@ from fedbrats.runtime.constants import DICE_METRICS, MEAN_DICE, PER_CASE, SPLITS
 from fedbrats.runtime.data.loaders import cache_summary, site_loader
 from fedbrats.runtime.engine import SegmentationEngine, select_device
 from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.fl.algorithms import FEDAVG, algorithm_arguments
 from fedbrats.runtime.fl.flare_compat import abort_time, serialize_always
+from fedbrats.runtime.fl.site_algorithms import site_method
 from fedbrats.runtime.fl.site_data import resolve_site_data
 from fedbrats.runtime.metrics import without_case_order
 from fedbrats.runtime.settings import TrainSettings
@@ -34,7 +34,7 @@ BEST_LOCAL_MODEL = "best_local_model.pt"
 TB_FOLDER = "tb_events"
 
 
-@serialize_always("training", "eval_split", "send_weight_diff")
+@serialize_always("training", "eval_split", "send_weight_diff", "algorithm")
 class BratsExecutor(Executor):
     """Handles ``train``, ``submit_model``, ``validate`` and ``validate_global`` for one site.
 
@@ -47,7 +47,10 @@ class BratsExecutor(Executor):
     A round whose training leaves a weight non-finite (NaN or Inf) is refused: the site logs which tensors,
     returns an error for that round instead of weights, keeps its best local model and restarts its optimiser.
     ``local_vars``: regular expression of tensors the site keeps to itself (a privacy filter leaves them out of
-    its results): training starts from the site's own values of them, not the global model's.
+    its results): training starts from the site's own values of them, not the global model's. ``algorithm`` and
+    ``algorithm_args``: the job's aggregation method (:mod:`fedbrats.runtime.fl.algorithms`); its site part
+    (:mod:`fedbrats.runtime.fl.site_algorithms`) may add a term to the local steps, correct them, send more than the
+    weights, or train a personal model that is then the site's local model.
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class BratsExecutor(Executor):
         device: str = "auto",
         send_weight_diff: bool = False,
         local_vars: str = "",
+        algorithm: str = FEDAVG,
+        algorithm_args: Optional[Dict] = None,
         train_task_name: str = AppConstants.TASK_TRAIN,
         submit_model_task_name: str = AppConstants.TASK_SUBMIT_MODEL,
         validate_task_name: str = AppConstants.TASK_VALIDATION,
@@ -72,6 +77,8 @@ class BratsExecutor(Executor):
         self.training, self.data_root, self.datalist = dict(training or {}), data_root, datalist
         self.eval_split, self.device, self.send_weight_diff = eval_split, device, send_weight_diff
         self.local_vars = local_vars
+        self.algorithm, self.algorithm_args = algorithm, dict(algorithm_args or {})
+        algorithm_arguments(algorithm, algorithm_args)
         self._local = re.compile(local_vars) if local_vars else None
         self.train_task_name, self.submit_model_task_name = train_task_name, submit_model_task_name
         self.validate_task_name, self.score_task_name = validate_task_name, score_task_name
@@ -108,10 +115,12 @@ class BratsExecutor(Executor):
         self.best_model_path = os.path.join(self.app_dir, BEST_LOCAL_MODEL)
         set_determinism(self.settings.seed)
         self.engine = SegmentationEngine(self.settings, select_device(self.device))
+        self.method = site_method(self.algorithm, self.algorithm_args)
+        self.method.setup(self.engine, self.app_dir)
         self.log_info(
             fl_ctx,
             f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
-            f"device {self.engine.device}, "
+            f"algorithm {self.algorithm} {self.method.args}, device {self.engine.device}, "
             f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
         )
         self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
@@ -139,19 +148,30 @@ class BratsExecutor(Executor):
             # what the task's steps kept for reuse goes back to the OS (gc, malloc_trim), as FLARE advises per round
             cleanup_memory(cuda_empty_cache=self.engine is not None and self.engine.device.type == "cuda")
 
-    def _receive(self, shareable: Shareable, fl_ctx: FLContext, keep_local: bool = False) -> Optional[Dict]:
+    def _receive(self, shareable: Shareable, fl_ctx: FLContext, training: bool = False) -> Optional[Dict]:
+        """Load the task's model; a training task's data is read by the job's method, and the tensors the site keeps
+        to itself keep their site values."""
         dxo = from_shareable(shareable)
+        if training:
+            try:
+                dxo = self.method.received_model(dxo)
+            except (KeyError, ValueError, RuntimeError) as e:
+                self.log_error(fl_ctx, f"the training task's data does not fit algorithm {self.algorithm}: {e}")
+                return None
         if dxo.data_kind != DataKind.WEIGHTS:
             self.log_error(fl_ctx, f"expected model weights, got {dxo.data_kind}")
             return None
         weights = dxo.data
-        if keep_local and self._local is not None:
+        if training and self._local is not None:
             weights = {**weights, **{k: v for k, v in self.engine.get_weights().items() if self._local.search(k)}}
         self.engine.set_weights(weights)
         return dxo.data
 
-    def _evaluate(self, split: str, fl_ctx: FLContext, abort_signal: Signal) -> Dict:
-        return self.engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
+    def _evaluate(
+        self, split: str, fl_ctx: FLContext, abort_signal: Signal, engine: Optional[SegmentationEngine] = None
+    ) -> Dict:
+        engine = engine or self.engine
+        return engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
 
     def _log_metrics(self, prefix: str, metrics: Dict, step: int) -> None:
         for name in DICE_METRICS + (MEAN_DICE,):
@@ -162,7 +182,7 @@ class BratsExecutor(Executor):
         current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
         total_rounds = shareable.get_header(AppConstants.NUM_ROUNDS, "?")
         # (1) receive the global model
-        global_weights = self._receive(shareable, fl_ctx, keep_local=True)
+        global_weights = self._receive(shareable, fl_ctx, training=True)
         if global_weights is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
         stop = lambda: abort_signal.triggered  # noqa: E731
@@ -176,7 +196,8 @@ class BratsExecutor(Executor):
             self.engine.set_progress(current_round / total_rounds)
         round_label = f"{current_round + 1}/{total_rounds}"
         self.log_info(fl_ctx, f"round {round_label} training starts: {self._planned_steps()}")  # not echoed as progress
-        result = self.engine.train_round(self._loader("training", fl_ctx), stop, self._proximal_term())
+        loader = self._loader("training", fl_ctx)
+        result = self.engine.train_round(loader, stop, **self.method.hooks(self.engine))
         trained = time.time()
         steps = result["steps"]
         if stop():
@@ -188,24 +209,29 @@ class BratsExecutor(Executor):
         nonfinite = nonfinite_tensors(self.engine.get_weights())
         if nonfinite:
             return self._refuse_update(nonfinite, round_label, result["loss"], fl_ctx)
+        self.method.after_training(self.engine)
         self.writer.add_scalar("train/loss", result["loss"], current_round)
-        # (4) validate the local model and keep the site's best
-        local_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        # (4) validate the local model (the personal one, with a personalised method) and keep the site's best
+        local = self.method.personal_engine(self.engine, loader, stop)
+        if stop():
+            return self._aborted(round_label, "training the personal model stopped", time.time(), abort_signal, fl_ctx)
+        local_metrics = self._evaluate("validation", fl_ctx, abort_signal, local)
         if stop():
             return self._aborted(round_label, "validating the local model stopped", time.time(), abort_signal, fl_ctx)
         self._log_metrics("local_model", local_metrics, current_round)
         if local_metrics[MEAN_DICE] > self.best_local:
             self.best_local = local_metrics[MEAN_DICE]
             torch.save(
-                {"model": self.engine.get_weights(), "round": current_round, "metrics": local_metrics},
+                {"model": local.get_weights(), "round": current_round, "metrics": local_metrics},
                 self.best_model_path,
             )
+        local_name = self.method.local_model
         self.log_info(
             fl_ctx,
             f"round {round_label}: global model val Dice {global_metrics[MEAN_DICE]:.4f}, "
-            f"{steps} steps, loss {result['loss']:.4f}, local model val Dice {local_metrics[MEAN_DICE]:.4f} "
+            f"{steps} steps, loss {result['loss']:.4f}, {local_name} val Dice {local_metrics[MEAN_DICE]:.4f} "
             f"(best {self.best_local:.4f}); task {time.time() - started:.1f} s: validating the global model "
-            f"{validated - started:.1f} s, training {trained - validated:.1f} s, validating the local model "
+            f"{validated - started:.1f} s, training {trained - validated:.1f} s, the {local_name} "
             f"{time.time() - trained:.1f} s",
         )
         # (5) send the weights (or their difference) back, with the step count and the global model's Dice
@@ -216,7 +242,7 @@ class BratsExecutor(Executor):
             kind = DataKind.WEIGHT_DIFF
         summary = {k: v for k, v in global_metrics.items() if k != PER_CASE}  # per-case values only in evaluations
         dxo = DXO(kind, data=weights, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: steps, MetaKey.INITIAL_METRICS: summary})
-        return dxo.to_shareable()
+        return self.method.reply(dxo).to_shareable()
 
     def _planned_steps(self) -> str:
         if self.settings.local_steps:
@@ -255,14 +281,6 @@ class BratsExecutor(Executor):
         checkpoint = torch.load(self.best_model_path, map_location="cpu", weights_only=False)
         weights = {k: v.numpy() for k, v in checkpoint["model"].items()}
         return DXO(DataKind.WEIGHTS, data=weights, meta={"round": checkpoint["round"]}).to_shareable()
-
-    def _proximal_term(self):
-        """FedProx's penalty on the drift from the global model just received (None without ``fedprox_mu``)."""
-        if not self.settings.fedprox_mu:
-            return None
-        anchor = copy.deepcopy(self.engine.model).requires_grad_(False)
-        proximal = PTFedProxLoss(mu=self.settings.fedprox_mu)
-        return lambda model: proximal(model, anchor)
 
     def _metrics_reply(self, split: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         # (1) receive the model to score

@@ -1,4 +1,5 @@
-"""FedAvg (ScatterAndGather) that also scores the final global model for the best-model selection."""
+"""FLARE's round workflows (FedAvg's ``ScatterAndGather``, SCAFFOLD's ``ScatterAndGatherScaffold``) that also score the
+final global model for the best-model selection."""
 
 import inspect
 
@@ -9,12 +10,12 @@ from nvflare.apis.signal import Signal
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.app_event_type import AppEventType
 from nvflare.app_common.workflows.scatter_and_gather import ScatterAndGather
+from nvflare.app_common.workflows.scatter_and_gather_scaffold import ScatterAndGatherScaffold
 
 from fedbrats.runtime.fl.flare_compat import serialize_always
 from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector, metric_and_cases
 
-
-@serialize_always(
+SERIALIZED = (
     "min_clients",
     "num_rounds",
     "aggregator_id",
@@ -24,14 +25,19 @@ from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector, metric
     "model_selector_id",
     "score_task_name",
 )
-class ScoredScatterAndGather(ScatterAndGather):
-    """ScatterAndGather plus one validation broadcast of the final global model.
+
+
+class FinalModelScoring:
+    """A round workflow (:attr:`workflow`, a ``ScatterAndGather``) plus one validation broadcast of the final global
+    model.
 
     The sites score the global model they receive at the start of each round; the model made by the
     last aggregation would otherwise never be scored, and a one-round job would have no best model.
     A resumed run starts at ``start_round`` and runs ``num_rounds`` more: the sites are told the planned total,
     ``start_round + num_rounds``, as the number of rounds (their learning-rate schedule follows it).
     """
+
+    workflow = ScatterAndGather
 
     def __init__(
         self, *args, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs
@@ -40,7 +46,7 @@ class ScoredScatterAndGather(ScatterAndGather):
         super().__init__(*args, **kwargs)
         self.model_selector_id = model_selector_id
         self.score_task_name = score_task_name
-        given = inspect.signature(ScatterAndGather.__init__).bind(self, *args, **kwargs)
+        given = inspect.signature(self.workflow.__init__).bind(self, *args, **kwargs)
         given.apply_defaults()
         self.workflow_args = {k: v for k, v in given.arguments.items() if k != "self"}
         self.planned_rounds = self.workflow_args["start_round"] + self.workflow_args["num_rounds"]
@@ -88,3 +94,15 @@ class ScoredScatterAndGather(ScatterAndGather):
                 scores[site] = score
         fl_ctx.set_prop(AppConstants.GLOBAL_MODEL, global_model, private=True, sticky=True)  # what a new best saves
         selector.score_model(self.rounds_done, scores, fl_ctx)
+
+
+@serialize_always(*SERIALIZED)
+class ScoredScatterAndGather(FinalModelScoring, ScatterAndGather):
+    """FedAvg (and FedProx, FedOpt, Ditto: the sites and the shareable generator differ) scoring its final model."""
+
+
+@serialize_always(*SERIALIZED)
+class ScoredScatterAndGatherScaffold(FinalModelScoring, ScatterAndGatherScaffold):
+    """SCAFFOLD scoring its final model. The server's controls start at zero, also in a resumed run."""
+
+    workflow = ScatterAndGatherScaffold

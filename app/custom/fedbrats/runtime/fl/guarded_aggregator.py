@@ -2,7 +2,7 @@
 
 from typing import Any, Dict, List, Optional
 
-from nvflare.apis.dxo import DataKind, from_shareable
+from nvflare.apis.dxo import DXO, DataKind, from_shareable
 from nvflare.apis.fl_constant import ReservedKey, ReturnCode
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
@@ -12,7 +12,7 @@ from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.app_event_type import AppEventType
 
 from fedbrats.runtime.fl.flare_compat import serialize_always
-from fedbrats.runtime.update_guards import shape_of, update_problems
+from fedbrats.runtime.update_guards import named, nonfinite_tensors, shape_of, update_problems
 
 
 @serialize_always("min_clients", "expected_data_kind", "aggregation_weights")
@@ -60,17 +60,35 @@ class GuardedAggregator(InTimeAccumulateWeightedAggregator):
                 dxo = from_shareable(shareable)
             except Exception:
                 dxo = None
-            if dxo is not None and dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
-                problems = update_problems(dxo.data, self._shapes, self.allowed_missing)
-                if problems:
-                    round_ = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
-                    self.log_error(fl_ctx, f"refused the update of {site} at round {round_}: {'; '.join(problems)}")
-                    self._refused[site] = problems
-                    return False
+            problems = self._problems(dxo)
+            if problems:
+                round_ = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
+                self.log_error(fl_ctx, f"refused the update of {site} at round {round_}: {'; '.join(problems)}")
+                self._refused[site] = problems
+                return False
         accepted = super().accept(shareable, fl_ctx)
         if accepted:
             self._accepted.append(site)
         return accepted
+
+    def _problems(self, dxo: Optional[DXO]) -> List[str]:
+        """What is wrong with a contribution: its model weights against the global model's tensors; in a collection
+        (SCAFFOLD's weights and controls), the weights so and every other part for NaN or Inf."""
+        if dxo is None:
+            return []
+        if dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
+            return update_problems(dxo.data, self._shapes, self.allowed_missing)
+        if dxo.data_kind != DataKind.COLLECTION or not isinstance(dxo.data, dict):
+            return []
+        problems = []
+        for name, part in dxo.data.items():
+            if name == AppConstants.MODEL_WEIGHTS:
+                problems += self._problems(part)
+            elif isinstance(part, DXO) and isinstance(part.data, dict):
+                bad = nonfinite_tensors(part.data)
+                if bad:
+                    problems.append(f"{name}: {len(bad)} tensors with NaN or Inf ({named(bad)})")
+        return problems
 
     def aggregate(self, fl_ctx: FLContext) -> Shareable:
         accepted, refused = self._accepted, self._refused
