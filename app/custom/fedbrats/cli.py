@@ -40,7 +40,7 @@ GROUPS: Dict[str, Dict[str, Command]] = {
         "export": ("fedbrats.evaluation", "TorchScript and ONNX of a model, checked and timed against PyTorch"),
     },
     "measure (results into docs/)": {
-        "study": ("fedbrats.research", "accuracy: centralised, FedAvg, fine-tuned and local-only at equal budget"),
+        "study": ("fedbrats.research", "accuracy of centralised, federated (every method) and local-only training"),
         "privacy-cost": ("fedbrats.research", "Dice of FedAvg with and without a privacy filter"),
         "bench": ("fedbrats.research", "benchmarks: bench overhead | step | cache | scale | soak | gpu"),
     },

@@ -8,6 +8,8 @@ import pytest
 from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_constant import FLContextKey, ReservedKey
 from nvflare.apis.fl_context import FLContext
+from nvflare.app_common.app_constant import AppConstants
+from nvflare.app_common.app_event_type import AppEventType
 
 from fedbrats.runtime.fl.model_selector import SELECTION_FILE, CaseWeightedModelSelector
 
@@ -56,3 +58,17 @@ def test_after_a_site_is_lost_the_selection_starts_again_on_the_others(selector)
     selection = json.load(open(path))
     assert (selection["best_round"], selection["best_sites"]) == (4, ["site-1", "site-2"])
     assert selection["lost"] == {"site-3": 1} and all(h["complete"] for h in selection["history"])
+
+
+def test_every_scored_round_records_when_its_global_model_was_made(selector, monkeypatch):
+    selector, fl_ctx, path = selector
+    clock = iter([100.0, 130.0, 145.0])
+    monkeypatch.setattr("fedbrats.runtime.fl.model_selector.time.time", lambda: next(clock))
+    selector.handle_event(EventType.START_RUN, fl_ctx)  # the run starts at 100 s
+    fl_ctx.set_prop(AppConstants.CURRENT_ROUND, 0, private=True, sticky=True)
+    selector.handle_event(AppEventType.ROUND_DONE, fl_ctx)  # round 0 ends at 130 s: round 1's model
+    selector.score_model(1, scores(0.5), fl_ctx)
+    selector.score_model(2, scores(0.6), fl_ctx)  # no round end heard: the time it is scored, 145 s
+    history = json.load(open(path))["history"]
+    assert [h["seconds"] for h in history] == [30.0, 45.0]
+    assert set(history[0]) == {"round", "score", "sites", "complete", "seconds"}

@@ -17,7 +17,7 @@ from fedbrats.federation.privacy import PRIVACY_FILTERS, privacy_arguments
 from fedbrats.federation.training import CPU_RECIPE
 from fedbrats.research.study import (
     FEDAVG,
-    SITES,
+    benchmark,
     fingerprint,
     run_arm,
     study_data,
@@ -81,7 +81,7 @@ def run_privacy_cost(
     data_root = study_data(out, cases, seed)
     settings = TrainSettings.from_dict(CPU_RECIPE).replace(seed=seed, **(overrides or {}))
     key = fingerprint(settings, steps, rounds, steps // rounds, cases, seed)
-    loaders = test_loaders(data_root, settings)
+    loaders = test_loaders(data_root, settings, benchmark().sites)
     private = f"{FEDAVG}-{privacy}"
     arms = {
         FEDAVG: run_arm(FEDAVG, data_root, out, settings, steps, rounds, key, loaders),
@@ -115,8 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.steps % (len(SITES) * args.rounds):
-        raise SystemExit(f"--steps must be a multiple of {len(SITES)} x --rounds")
+    sites = benchmark().sites
+    if args.steps % (len(sites) * args.rounds):
+        raise SystemExit(f"--steps must be a multiple of {len(sites)} x --rounds")
     values = parse_named_values(args.privacy_arg)
     command = f"fedbrats privacy-cost --privacy {args.privacy}"
     command += "".join(f" --privacy-arg {a}" for a in args.privacy_arg)

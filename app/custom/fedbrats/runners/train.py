@@ -38,7 +38,9 @@ def fit(
 ) -> dict:
     """Train ``steps`` optimiser steps, validating every ``val_every`` steps; keep the best and the last model.
 
-    Writes ``best_model.pt`` (highest validation mean Dice) and ``last_model.pt`` into ``out_dir``.
+    Writes ``best_model.pt`` (highest validation mean Dice) and ``last_model.pt`` into ``out_dir``. Each history
+    entry's ``seconds``: from the start to the end of its steps, when its model was made (``minutes``: after its
+    validation).
     """
     os.makedirs(out_dir, exist_ok=True)
     best_path, last_path = os.path.join(out_dir, BEST_MODEL), os.path.join(out_dir, LAST_MODEL)
@@ -49,6 +51,7 @@ def fit(
         engine.set_progress(done / steps)
         train = engine.train_steps(train_loader, min(val_every, steps - done))
         done += train["steps"]
+        made = time.time() - start
         validation = engine.validate(val_loader)
         minutes = (time.time() - start) / 60
         history.append(
@@ -57,6 +60,7 @@ def fit(
                 "epoch": round(done / steps_per_epoch, 2),
                 "loss": train["loss"],
                 "minutes": minutes,
+                "seconds": round(made, 2),
                 "validation": validation,
             }
         )

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import time
 from typing import Dict, List, Optional, Tuple
 
 from nvflare.apis.dxo import MetaKey, from_shareable
@@ -40,6 +41,9 @@ class CaseWeightedModelSelector(Widget):
     scored by :class:`fedbrats.runtime.fl.fedavg.ScoredScatterAndGather`, which calls :meth:`score_model`.
     A new best fires ``GLOBAL_BEST_MODEL_AVAILABLE``, on which the persistor saves the best model.
 
+    Every history entry records ``seconds``: when the scored global model was made (the end of the round before it),
+    counted from the start of the run, so that a curve can be drawn against wall-clock time.
+
     Only like is compared with like: a round is a candidate only when every site expected in it (the job's sites
     not lost) scored it, and rounds scored by different sets of sites (before and after a site was lost) are never
     compared: the selection starts again on the new set and says so.
@@ -57,6 +61,9 @@ class CaseWeightedModelSelector(Widget):
         """The sites whose scores chose the best model so far."""
         self._round = 0
         self._scores: Dict[str, Tuple[float, int]] = {}
+        self._run_start = time.time()
+        self._model_seconds: Dict[int, float] = {}
+        """Seconds from the start of the run to the making of each round's global model (the round before's end)."""
 
     def handle_event(self, event_type: str, fl_ctx: FLContext):
         if event_type == EventType.START_RUN:
@@ -64,6 +71,11 @@ class CaseWeightedModelSelector(Widget):
             # the job's sites: the report names a site that is lost during the run even when it sent nothing
             self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
             self.lost = {}
+            self._run_start, self._model_seconds = time.time(), {}
+        elif event_type == AppEventType.ROUND_DONE:
+            done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
+            if done is not None:
+                self._model_seconds[done + 1] = time.time() - self._run_start
         elif event_type == AppEventType.ROUND_STARTED:
             self._scores = {}
             self._round = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) or 0
@@ -104,6 +116,7 @@ class CaseWeightedModelSelector(Widget):
     def score_model(self, model_round: int, scores: Dict[str, Tuple[float, int]], fl_ctx: FLContext) -> bool:
         """Record the case-weighted Dice of the global model used in ``model_round``; True if it is the best."""
         score = weighted_score(scores)
+        made = self._model_seconds.get(model_round)
         expected = sorted(set(self.participants) - set(self.lost))
         complete = score is not None and set(expected) <= set(scores)
         entry = {
@@ -111,6 +124,7 @@ class CaseWeightedModelSelector(Widget):
             "score": score,
             "sites": {s: {MEAN_DICE: v, N_CASES: n} for s, (v, n) in scores.items()},
             "complete": complete,
+            "seconds": round(made if made is not None else time.time() - self._run_start, 2),
         }
         # a resumed run scores again the model its earlier run scored last: one entry per round
         self.history = [h for h in self.history if h.get("round") != model_round] + [entry]
