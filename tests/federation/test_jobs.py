@@ -113,6 +113,21 @@ def test_three_sites_with_grades_give_a_job_of_three_and_their_synthetic_grades(
     assert json.load(open(tmp_path / "brats_fedavg_demo" / "meta.json"))["min_clients"] == 3
 
 
+def test_a_jobs_synthetic_sites_and_those_of_the_command_line_reach_the_simulator(tmp_path):
+    hetero = job_recipe("brats_hetero")
+    env = make_env(parse_args(argv=["-w", str(tmp_path)]), hetero)
+    assert [(s.name, s.profile, s.cases) for s in env.site_grades] == [
+        ("site-1", "reference", 56),
+        ("site-2", "clinical-1.5t", 34),
+        ("site-3", "gain-bias", 22),
+        ("site-4", "noisy", 12),
+    ]
+    args = parse_args(argv=["--sites", "site-1:HGG:noisy:6", "site-2:thick-slice", "-w", str(tmp_path)])
+    recipe = job_recipe("brats_hetero", overrides_from_args(args))
+    assert recipe.sites == ["site-1", "site-2"] and recipe.definition.min_clients == 2
+    assert [str(s) for s in make_env(args, recipe).site_grades] == ["site-1:HGG:noisy:6", "site-2:LGG:thick-slice"]
+
+
 def test_job_definitions():
     demo = job_definition("brats_fedavg_demo")
     assert demo.num_rounds == 6 and demo.sites == ("site-1", "site-2") and demo.min_clients == 2
