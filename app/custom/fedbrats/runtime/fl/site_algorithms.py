@@ -133,20 +133,22 @@ class DittoSite(SiteMethod):
         personal = SegmentationEngine(engine.settings, engine.device)
         self.helper = DittoHelper(personal, os.path.join(app_dir, "ditto"), self.args["lambda"])
         os.makedirs(os.path.join(app_dir, "ditto"), exist_ok=True)
+        self.loaded = False
 
     def hooks(self, engine: SegmentationEngine) -> Dict[str, Callable]:
         self.anchor = frozen_copy(engine.model)
-        self.helper.load_model(self.anchor.state_dict())
+        if not self.loaded:  # the personal model stays in memory between rounds; its file only starts it
+            self.helper.load_model(self.anchor.state_dict())
+            self.loaded = True
         self.helper.engine.learning_rate = engine.learning_rate
         return {}
 
     def personal_engine(
         self, engine: SegmentationEngine, loader: Iterable, should_stop: Callable[[], bool]
     ) -> SegmentationEngine:
-        result = self.helper.local_train(loader, self.anchor, should_stop)
+        self.helper.local_train(loader, self.anchor, should_stop)
         self.helper.epoch_global += 1
         self.helper.save_model()
-        self.last_round = result
         return self.helper.engine
 
 
