@@ -60,6 +60,19 @@ def test_sites_read_their_own_data_roots(poc_run):
 
 
 @pytest.mark.slow
+def test_the_downloaded_result_alone_gives_every_site_s_curves(poc_run):
+    _, report = poc_run
+    # the sites' own TensorBoard events stay at the sites; the server's receiver recorded a copy of their figures
+    assert not glob.glob(os.path.join(report["result_dir"], "**", "app_site-*"), recursive=True)
+    recorded = glob.glob(os.path.join(report["result_dir"], "**", "tb_events", "site-*"), recursive=True)
+    assert sorted(os.path.basename(p) for p in recorded) == SITES
+    for site in SITES:
+        curves = report["curves"]["sites"][site]
+        assert [r for r, _ in curves["local"]] == [1, 2] and [r for r, _ in curves["loss"]] == [1, 2]
+        assert [r for r, _ in curves["global"]] == [0, 1, 2]
+
+
+@pytest.mark.slow
 def test_nothing_left_running(poc_run):
     root, report = poc_run
     assert PocSystem(root, SITES, port=report["port"]).our_processes() == []

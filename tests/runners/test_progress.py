@@ -1,6 +1,6 @@
 import time
 
-from fedbrats.runners.progress import LogFollower
+from fedbrats.runners.progress import LogFollower, time_left
 
 LINE = "2026-01-01 00:00:00,000 - ScoredScatterAndGather - INFO - [identity=simulator_server] - Round {} started.\n"
 
@@ -30,3 +30,9 @@ def test_progress_lines_of_logs_that_appear_later_or_start_again_are_shown(tmp_p
         (site / "log.txt").write_text(LINE.format(2).replace("simulator_server", "site-1"))
         out = wait_for(capsys, "Round 2")
     assert "site-1: Round 2 started." in out and "heartbeat" not in out
+
+
+def test_a_sites_round_line_says_how_long_the_remaining_rounds_take():
+    assert time_left("round 5/20: global model val Dice 0.5", elapsed=300.0) == " (about 15.0 min of rounds left)"
+    assert time_left("round 20/20: global model val Dice 0.5", elapsed=300.0) == ""
+    assert time_left("Round 3 started.", elapsed=300.0) == ""

@@ -30,6 +30,10 @@ GROUPS: Dict[str, Dict[str, Command]] = {
         "build-job": ("fedbrats.federation", "export a job as a native FLARE job folder"),
         "simulate": ("fedbrats.runners", "run an exported job in FLARE's simulator, showing its rounds"),
         "poc": ("fedbrats.runners", "POC round trip: start server and sites, submit, wait, report, stop"),
+        "status": (
+            "fedbrats.runners",
+            "a running job: round, sites and when each was last heard, validation Dice, time left",
+        ),
         "train": ("fedbrats.runners", "train (or fine-tune) on one datalist without FLARE"),
     },
     "evaluate and ship": {

@@ -7,6 +7,7 @@ run exports it with ``jobs/brats_fedavg_demo/job.py --export`` and runs it with 
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from builders import TINY_FLAGS, TINY_TRAINING, write_site
 from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fedbrats.evaluation.learning_curves import read_scalars
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL, write_report
 from fedbrats.federation.build_job import build_job
 from fedbrats.runners.quickstart import segment_and_score
@@ -144,6 +146,22 @@ def test_sites_keep_best_local_models_and_tensorboard_logs(two_round_run):
     log = open(simulator_log(workspace)).read()
     for site in SITES:
         assert f"data root {site_data[site]['data_root']}" in log
+
+
+def test_the_server_records_every_site_s_figures(two_round_run, tmp_path):
+    workspace, _ = two_round_run
+    recorded = os.path.join(workspace, "server", "simulate_job", "tb_events")
+    assert sorted(os.listdir(recorded)) == SITES  # one TensorBoard run per site, written by FLARE's receiver
+    for site in SITES:
+        own = read_scalars(os.path.join(workspace, site, "simulate_job", f"app_{site}", "tb_events"))
+        assert read_scalars(os.path.join(recorded, site)) == own
+        assert {"train/loss_segmentation", "train/loss_vae", "train/step_seconds", "global_model/dice_et"} <= set(own)
+    # a POC or production result holds the server's folder only: the report's curves come from it
+    server_only = shutil.copytree(os.path.join(workspace, "server"), os.path.join(tmp_path, "result"))
+    curves = write_report(server_only, os.path.join(tmp_path, "report"))["curves"]["sites"]
+    assert sorted(curves) == SITES
+    for site in SITES:
+        assert [r for r, _ in curves[site]["local"]] == [1, 2] and [r for r, _ in curves[site]["loss"]] == [1, 2]
 
 
 def test_report_average_is_case_weighted(two_round_run, tmp_path):

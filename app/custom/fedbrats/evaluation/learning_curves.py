@@ -1,4 +1,8 @@
-"""Learning curves of a run: the sites' TensorBoard events and the server's selection history, per round.
+"""Learning curves of a run: the sites' figures and the server's selection history, per round.
+
+A site's figures are read from its own TensorBoard events where the run's folder holds them (a simulator workspace),
+else from the copy the server's receiver recorded (``tb_events/<site>`` in the server's run folder: a downloaded POC
+or production result).
 
 Rounds are counted as the models' training progress: the global model a site validates at the start of
 round ``r`` (TensorBoard step ``r``, 0 for the initial model) has had ``r`` rounds; the local model it trains
@@ -29,6 +33,16 @@ def site_event_folders(root: str) -> Dict[str, str]:
     return dict(sorted(folders.items()))
 
 
+def server_event_folders(root: str) -> Dict[str, str]:
+    """Site -> the newest folder in which the server's TensorBoard receiver recorded that site's figures."""
+    folders = {}
+    found = glob.glob(os.path.join(glob.escape(root), "**", TB_FOLDER, "*", ""), recursive=True)
+    for folder in sorted(found, key=os.path.getmtime):
+        folder = folder.rstrip(os.sep)
+        folders[os.path.basename(folder)] = folder
+    return dict(sorted(folders.items()))
+
+
 def read_scalars(folder: str) -> Dict[str, Dict[int, float]]:
     """Tag -> {step: value} of the scalars in a TensorBoard folder (a repeated step keeps its last value)."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
@@ -45,7 +59,10 @@ def _shifted(values: Dict[int, float], by: int) -> Curve:
 def learning_curves(root: Optional[str], selection: Optional[dict]) -> dict:
     """``{"sites": {site: {"global", "local", "loss"}}, "server": curve}``; a curve is ``[(round, value)]``."""
     sites: Dict[str, Dict[str, Curve]] = {}
-    for site, folder in (site_event_folders(root) if root and os.path.isdir(root) else {}).items():
+    found = {}
+    if root and os.path.isdir(root):
+        found = {**server_event_folders(root), **site_event_folders(root)}
+    for site, folder in found.items():
         scalars = read_scalars(folder)
         sites[site] = {
             "global": dict(_shifted(scalars.get(GLOBAL_TAG, {}), 0)),

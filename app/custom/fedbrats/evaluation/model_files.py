@@ -101,6 +101,33 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint if "model" in checkpoint else {"model": checkpoint}
 
 
+def fitting_weights(path: str, settings: TrainSettings) -> Dict[str, torch.Tensor]:
+    """The weights of the checkpoint at ``path`` as a state dict, checked against the network of ``settings``;
+    ValueError naming the file and what does not fit."""
+    try:
+        weights = {k: torch.as_tensor(v) for k, v in read_checkpoint(path)["model"].items()}
+    except BratsDataError as e:
+        raise ValueError(str(e)) from None
+    except (AttributeError, TypeError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: not a checkpoint of model weights ({e})") from None
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in build_model(settings).state_dict().items()}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != tuple(expected[k]))
+    if missing or unexpected or wrong:
+        problems = [
+            f"{label} {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if names
+        ]
+        raise ValueError(
+            f"{path} does not fit SegResNetVAE(init_filters={settings.init_filters}, crop {list(settings.crop)}): "
+            f"tensors {'; '.join(problems)}"
+        )
+    return weights
+
+
 def resolve_settings(
     model_path: str, checkpoint: dict, settings: Optional[str] = None, job: Optional[str] = None
 ) -> Tuple[TrainSettings, str, Optional[str]]:

@@ -31,6 +31,8 @@ from fedbrats.runtime.fl.model_selector import SELECTION_FILE
 
 RESULTS_FILE = "cross_val_results.json"
 FINAL_GLOBAL, BEST_GLOBAL = "SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt"
+SERVER_MODEL = "SRV_"
+"""FLARE's prefix of the server's models in the results: an evaluation job's given models are ``SRV_<name>``."""
 DICE_COLUMNS = DICE_METRICS + (MEAN_DICE,)
 """A report's Dice per region and their mean, named as the sites name them."""
 DETECTION_COLUMNS = SENSITIVITY_METRICS + SPECIFICITY_METRICS
@@ -112,7 +114,14 @@ def weighted_average(results: Dict[str, Optional[dict]]) -> Optional[dict]:
     return out
 
 
+def given_model(model: str) -> bool:
+    """A model an evaluation job (``brats_eval``) was given to score."""
+    return model.startswith(SERVER_MODEL) and model not in (FINAL_GLOBAL, BEST_GLOBAL)
+
+
 def model_label(model: str, final_round: Optional[int], best_round: Optional[int]) -> str:
+    if given_model(model):
+        return f"given model {model[len(SERVER_MODEL) :]}"
     if model == FINAL_GLOBAL:
         return f"global model after {final_round} rounds" if final_round else "final global model"
     if model == BEST_GLOBAL:
@@ -126,6 +135,8 @@ def model_label(model: str, final_round: Optional[int], best_round: Optional[int
 
 def short_label(model: str, final_round: Optional[int], best_round: Optional[int]) -> str:
     """Label of a model in the pictures."""
+    if given_model(model):
+        return model[len(SERVER_MODEL) :]
     if model == FINAL_GLOBAL:
         return f"final global (round {final_round})" if final_round else "final global"
     if model == BEST_GLOBAL:
@@ -137,12 +148,14 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation."""
     history = (selection or {}).get("history") or []
     participants = set((selection or {}).get("participants") or [])
-    site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL}
+    given = sorted({m for r in results.values() for m in r if given_model(m)})
+    site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL} - set(given)
     # a site whose every evaluation failed is absent from the results: find it from the job's sites, its model or
     # its scores
     scored = {s for h in history for s in h.get("sites", {})}
     sites = sorted(set(results) | site_models | scored | participants, key=site_order)
-    models = [FINAL_GLOBAL, BEST_GLOBAL] + sorted(site_models, key=site_order)
+    # an evaluation job's given models stand where a training job's global models do
+    models = (given or [FINAL_GLOBAL, BEST_GLOBAL]) + sorted(site_models, key=site_order)
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
     splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {
@@ -167,12 +180,23 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     lost = lost_sites(sites, rows, history, final_round, (selection or {}).get("lost") or {})
     return {
         "split": ", ".join(sorted(splits)) or "unknown",
+        "ended": run_end_text((selection or {}).get("stopped"), final_round),
         "cases": cases,
         "sites": sites,
         "models": rows,
         "lost_sites": lost,
         "warnings": [lost_site_text(s, r) for s, r in lost.items()] + warnings,
     }
+
+
+def run_end_text(stopped: Optional[dict], final_round: Optional[int]) -> Optional[str]:
+    """Why and at which round the rounds ended, from the selection's ``stopped`` entry; None without rounds."""
+    if stopped:
+        return (
+            f"The rounds stopped early, after round {stopped['round']} of {stopped['planned']} planned: "
+            f"{stopped['reason']}. The final global model is the one of round {stopped['round']}."
+        )
+    return f"The run ended after its {final_round} rounds." if final_round else None
 
 
 def lost_sites(
@@ -329,6 +353,8 @@ def to_markdown(report: dict) -> str:
         + (f" {DETECTION_NOTE}" if with_detection else ""),
         "",
     ]
+    if report.get("ended"):
+        lines += [report["ended"], ""]
     lost = report.get("lost_sites") or {}
     if lost:
         lines += ["**Sites lost during the run:**", ""] + [f"- {lost_site_text(s, i)}" for s, i in lost.items()]

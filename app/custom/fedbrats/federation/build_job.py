@@ -7,6 +7,7 @@ import tempfile
 from typing import Dict, Optional
 
 from fedbrats.federation.catalog import job_names, job_recipe
+from fedbrats.federation.eval_recipe import add_model_arguments, model_overrides
 from fedbrats.federation.options import add_job_arguments, overrides_from_args
 
 CONFIG_FILES = ("config_fed_server.json", "config_fed_client.json")
@@ -17,8 +18,9 @@ def build_job(name: str, out_dir: str, overrides: Optional[dict] = None, resume_
 
     ``overrides``: ``num_rounds``, ``min_clients``, ``sites``, ``data_root``, ``eval_split``,
     ``send_weight_diff``, ``privacy``, ``privacy_args``, ``scope``, ``wait_time_after_min_received``,
-    ``task_request_interval``, ``run_state_dir`` and ``training`` (TrainSettings fields). ``resume_from``: the
-    state folder of a run to resume (:mod:`fedbrats.federation.resume`).
+    ``task_request_interval``, ``run_state_dir`` and ``training`` (TrainSettings fields); an evaluation job's
+    ``models`` (the model files it scores). ``resume_from``: the state folder of a run to resume
+    (:mod:`fedbrats.federation.resume`).
     """
     recipe = job_recipe(name, overrides, resume_from)
     job_dir = os.path.join(os.path.abspath(out_dir), recipe.name)
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write only config_fed_server.json and config_fed_client.json into DIR (e.g. app/config)",
     )
     add_job_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument(
         "--resume-from",
         metavar="RUN",
@@ -59,12 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    overrides = {**overrides_from_args(args), **model_overrides(args)}
     if args.app_config:
-        for path in export_app_config(args.job, args.app_config, overrides_from_args(args)).values():
+        for path in export_app_config(args.job, args.app_config, overrides).values():
             print(f"written {path}")
         return
     try:
-        job_dir = build_job(args.job, args.out, overrides_from_args(args), args.resume_from)
+        job_dir = build_job(args.job, args.out, overrides, args.resume_from)
     except ValueError as e:
         raise SystemExit(f"fedbrats build-job: {e}") from None
     print(f"job written to {job_dir}")

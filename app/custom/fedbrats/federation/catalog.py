@@ -8,9 +8,10 @@ import functools
 import importlib.util
 import os
 from types import ModuleType
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Union
 
 from fedbrats.federation.definition import JobDefinition
+from fedbrats.federation.eval_recipe import MODELS, BratsEvalRecipe
 from fedbrats.federation.recipe import BratsFedAvgRecipe
 from fedbrats.federation.resume import resume_definition
 from fedbrats.package_data import JOBS_DIR
@@ -18,6 +19,8 @@ from fedbrats.package_data import JOBS_DIR
 JOB_SCRIPT = "job.py"
 DEMO_JOB = "brats_fedavg_demo"
 """The CPU demo on synthetic sites: what the quickstart, the POC round trip and the research commands run."""
+EVAL_JOB = "brats_eval"
+"""The evaluation-only job: given models scored on every site (``--model``), no training."""
 
 
 def job_names() -> List[str]:
@@ -37,10 +40,14 @@ def job_module(name: str) -> ModuleType:
     return module
 
 
-def job_recipe(name: str, overrides: Optional[Mapping[str, Any]] = None, resume_from: str = "") -> BratsFedAvgRecipe:
-    """The recipe of job ``name`` with ``overrides``; with ``resume_from`` (a run's state folder), the job that
-    resumes that run, as its state recorded it."""
+def job_recipe(
+    name: str, overrides: Optional[Mapping[str, Any]] = None, resume_from: str = ""
+) -> Union[BratsFedAvgRecipe, BratsEvalRecipe]:
+    """The recipe of job ``name`` with ``overrides`` (an evaluation job's model files in ``overrides["models"]``);
+    with ``resume_from`` (a run's state folder), the job that resumes that run, as its state recorded it."""
     if resume_from:
+        if (overrides or {}).get(MODELS):
+            raise ValueError("--resume-from resumes a training run: it takes no --model")
         return BratsFedAvgRecipe.of(resume_definition(resume_from, name, overrides))
     return job_module(name).recipe(overrides)
 

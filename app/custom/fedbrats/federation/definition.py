@@ -15,6 +15,9 @@ from fedbrats.runtime.constants import SITE_GRADES, SPLITS
 from fedbrats.runtime.fl.algorithms import FEDAVG, SENDS_WEIGHT_DIFF, algorithm_arguments
 from fedbrats.runtime.settings import TrainSettings
 
+TRACKERS = ("tensorboard", "mlflow")
+"""FLARE's receivers the server records the sites' figures with."""
+
 FEDERATION = tuple(SITE_GRADES)
 """The reference federation: site-1 (high-grade gliomas) and site-2 (low-grade)."""
 
@@ -75,6 +78,17 @@ class JobDefinition:
     """Server-side state folder of an earlier run of this job that this one resumes (``--resume-from``)."""
     start_round: int = 0
     """First round of a resumed run; ``num_rounds`` stays the planned total."""
+    init_model: str = ""
+    """Checkpoint of the initial global model (``--init-model``), checked against the network when the job is built
+    and carried in the server's app; empty: the network's random initial weights."""
+    patience: int = 0
+    """Stop after this many rounds without a new best global model (the cross-site evaluation still runs); 0: run
+    every round."""
+    tracking: str = "tensorboard"
+    """FLARE receiver that records the sites' per-round figures on the server: ``tensorboard`` (``tb_events/<site>``
+    in the server's run folder) or ``mlflow`` (one run per site)."""
+    tracking_uri: str = ""
+    """MLflow tracking URI, e.g. a consortium's MLflow server; empty: an SQLite store in the server's run folder."""
 
     def values(self) -> Dict[str, Any]:
         """The definition as plain JSON-able values, without its name; :meth:`from_values` reads them back."""
@@ -135,6 +149,14 @@ class JobDefinition:
                 "wait_time_after_min_received, dead_client_grace_period and dead_client_check_lead_time must not be "
                 "negative"
             )
+        if self.patience < 0:
+            raise ValueError("patience must not be negative")
+        if self.init_model and self.resume_from:
+            raise ValueError("init_model and resume_from exclude each other: a resumed run starts from its own model")
+        if self.tracking not in TRACKERS:
+            raise ValueError(f"tracking must be one of {TRACKERS}, got {self.tracking!r}")
+        if self.tracking_uri and self.tracking != "mlflow":
+            raise ValueError("tracking_uri is MLflow's: give it with tracking mlflow")
         privacy_arguments(self.privacy, self.privacy_args)
         algorithm_arguments(self.algorithm, self.algorithm_args)
         if self.synthetic_sites:
@@ -164,5 +186,9 @@ OVERRIDABLE = frozenset(
         "run_state_dir",
         "resume_from",
         "start_round",
+        "init_model",
+        "patience",
+        "tracking",
+        "tracking_uri",
     )
 )

@@ -5,6 +5,7 @@ running it.
 """
 
 import argparse
+import inspect
 import os
 from typing import Callable, Optional
 
@@ -14,6 +15,7 @@ from nvflare.recipe.spec import ExecEnv
 
 from fedbrats.evaluation.report import RESULTS_FILE, find_file, write_report
 from fedbrats.federation.envs import BratsSimEnv, RunningPocEnv, kit_user
+from fedbrats.federation.eval_recipe import add_model_arguments, model_overrides
 from fedbrats.federation.options import add_job_arguments, overrides_from_args
 from fedbrats.federation.recipe import BratsFedAvgRecipe
 from fedbrats.federation.resume import resume_definition
@@ -39,6 +41,7 @@ def parse_args(doc: Optional[str] = None, argv=None) -> argparse.Namespace:
         "--timeout", type=float, default=0.0, help="poc, prod: seconds to wait for the result (0: no limit)"
     )
     add_job_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument(
         "--resume-from",
         metavar="RUN",
@@ -87,12 +90,16 @@ Recipe = Callable[[Optional[dict]], BratsFedAvgRecipe]
 def run_job(recipe: Recipe, doc: Optional[str] = None, argv=None) -> None:
     """Run (or, with ``--export``, export) the job of ``recipe`` as the command line says."""
     args = parse_args(doc, argv)
-    name = recipe(None).definition.name
+    # a job is named by its folder, jobs/<name>/job.py
+    name = os.path.basename(os.path.dirname(os.path.abspath(inspect.getfile(recipe))))
     try:
         if args.resume_from:
+            if args.models:
+                raise ValueError("--resume-from resumes a training run: it takes no --model")
+            name = recipe(None).definition.name
             job = BratsFedAvgRecipe.of(resume_definition(args.resume_from, name, overrides_from_args(args)))
         else:
-            job = recipe(overrides_from_args(args))
+            job = recipe({**overrides_from_args(args), **model_overrides(args)})
         run = job.execute(make_env(args, job))
     except (RuntimeError, ValueError) as e:
         raise SystemExit(f"{name}: {e}") from None

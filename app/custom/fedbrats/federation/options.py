@@ -6,6 +6,7 @@ import json
 import os
 from typing import Dict
 
+from fedbrats.federation.definition import TRACKERS
 from fedbrats.federation.privacy import PRIVACY_OPTIONS
 from fedbrats.prepare.site_specs import parse_sites
 from fedbrats.runtime.constants import SPLITS
@@ -73,6 +74,29 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a round waits for the other sites once --min-clients have answered",
     )
+    parser.add_argument(
+        "--init-model",
+        metavar="CHECKPOINT",
+        help="start from this model (e.g. an earlier job's FL_global_model.pt or a site's best_local_model.pt) instead "
+        "of random weights; checked against the network when the job is built, and carried in the job",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="stop after N rounds without a new best global model; the cross-site evaluation still runs (0: never)",
+    )
+    parser.add_argument(
+        "--tracking",
+        choices=TRACKERS,
+        help="how the server records every site's per-round figures: tensorboard (default; tb_events/<site> in the "
+        "server's run folder) or mlflow (one MLflow run per site; needs pip install fedbrats[tracking])",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI, e.g. http://mlflow.example.org:5000 (default: mlflow.db in the server's run folder)",
+    )
     add_settings_arguments(parser)
 
 
@@ -113,5 +137,9 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
         "scope": args.scope,
         "wait_time_after_min_received": args.wait_time_after_min_received,
         "run_state_dir": os.path.abspath(args.run_state_dir) if args.run_state_dir else None,
+        "init_model": os.path.abspath(args.init_model) if args.init_model else None,
+        "patience": args.patience,
+        "tracking": args.tracking,
+        "tracking_uri": args.tracking_uri,
         "training": training,
     }

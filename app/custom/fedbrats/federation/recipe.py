@@ -10,14 +10,17 @@ selection of the best global model, the PyTorch persistor, the run's state kept 
 """
 
 import os
+import tempfile
 from typing import Any, List, Mapping, Optional
 
 import torch
+from nvflare.apis.analytix import ANALYTIC_EVENT_TYPE
 from nvflare.apis.dxo import DataKind
 from nvflare.apis.fl_constant import ConfigVarName
 from nvflare.apis.job_def import ALL_SITES
 from nvflare.app_common.app_constant import AlgorithmConstants, AppConstants
 from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
+from nvflare.app_common.widgets.convert_to_fed_event import ConvertToFedEvent
 from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
 from nvflare.app_opt.pt.fedopt import PTFedOptModelShareableGenerator
 from nvflare.app_opt.pt.file_model_locator import PTFileModelLocator
@@ -25,8 +28,9 @@ from nvflare.app_opt.pt.file_model_persistor import PTFileModelPersistor
 from nvflare.job_config.api import FedJob
 from nvflare.job_config.defs import FilterType
 from nvflare.recipe.spec import Recipe
-from nvflare.recipe.utils import ensure_config_type_dict
+from nvflare.recipe.utils import add_experiment_tracking, ensure_config_type_dict
 
+from fedbrats.evaluation.model_files import fitting_weights
 from fedbrats.federation.definition import JobDefinition
 from fedbrats.federation.privacy import NONE, kept_at_sites, privacy_filter
 from fedbrats.package_data import PACKAGE, reference_datalists, site_runtime_files
@@ -41,6 +45,8 @@ from fedbrats.runtime.model import BratsSegResNetVAE, build_model
 from fedbrats.runtime.run_state import GLOBAL_MODEL_FILE
 from fedbrats.runtime.settings import TrainSettings
 
+INITIAL_MODEL = "initial_model/initial_global_model.pt"
+"""Where a job started from a given model (``init_model``) carries it, in the server app's ``custom/``."""
 SUBMIT_MODEL_TIMEOUT = 3600
 VALIDATION_TIMEOUT = 21600
 """Seconds the cross-site evaluation waits for a site's best model, and for its scores of all models."""
@@ -55,13 +61,22 @@ class BratsFedAvgRecipe(Recipe):
     """
 
     def __init__(self, name: str, *, overrides: Optional[Mapping[str, Any]] = None, **values):
+        if (overrides or {}).get("models"):
+            raise ValueError(f"{name} trains its own models; --model names the models that brats_eval scores")
         self.definition = JobDefinition.from_values(name, values).with_overrides(overrides)
         meta = {"scope": self.definition.scope} if self.definition.scope else None
         fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients, meta_props=meta)
         fed_job.set_app_packages([PACKAGE])
-        self._add_server(fed_job, self.definition)
+        self._files = tempfile.TemporaryDirectory(prefix="fedbrats-job-")
+        """What the job carries that the recipe writes (the checked initial model), until the recipe is gone."""
+        self._add_server(fed_job, self.definition, self._files.name)
         self._add_sites(fed_job, self.definition)
         super().__init__(fed_job)
+        # the sites' per-round figures, recorded on the server by FLARE's receiver (one run per site)
+        tracking = {"tracking_uri": self.definition.tracking_uri} if self.definition.tracking_uri else {}
+        if self.definition.tracking == "mlflow":
+            tracking["kw_args"] = {"experiment_name": self.definition.name, "run_name": self.definition.name}
+        add_experiment_tracking(self, self.definition.tracking, tracking)
 
     @classmethod
     def of(cls, definition: JobDefinition, overrides: Optional[Mapping[str, Any]] = None) -> "BratsFedAvgRecipe":
@@ -73,13 +88,13 @@ class BratsFedAvgRecipe(Recipe):
         return list(self.definition.sites)
 
     @staticmethod
-    def _add_server(job: FedJob, d: JobDefinition) -> None:
+    def _add_server(job: FedJob, d: JobDefinition, files: str) -> None:
         # the global model, one component that the persistor loads and FedOpt's server optimiser updates
         with torch.device("meta"):
             job.to_server(BratsSegResNetVAE(**d.settings().model_kwargs()), id="model")
-        # a resumed run starts from the global model its earlier run kept after its last completed round
-        initial = os.path.join(d.resume_from, GLOBAL_MODEL_FILE) if d.resume_from else None
-        job.to_server(PTFileModelPersistor(model="model", source_ckpt_file_full_name=initial), id="persistor")
+        job.to_server(
+            PTFileModelPersistor(model="model", source_ckpt_file_full_name=initial_model(job, d, files)), id="persistor"
+        )
         job.to_server(shareable_generator(d), id="shareable_generator")
         kind = DataKind.WEIGHT_DIFF if d.sends_weight_diff else DataKind.WEIGHTS
         if d.algorithm == SCAFFOLD:  # the sites' weights and the change of their controls, averaged alike
@@ -113,6 +128,7 @@ class BratsFedAvgRecipe(Recipe):
             shareable_generator_id="shareable_generator",
             model_selector_id="model_selector",
             train_timeout=0,
+            patience=d.patience,
         )
         job.to_server(fedavg, id="fedavg")
         evaluation = LiveSitesCrossSiteModelEval(
@@ -148,12 +164,28 @@ class BratsFedAvgRecipe(Recipe):
             algorithm_args=dict(d.algorithm_args),
         )
         job.to_clients(executor, tasks=executor.task_names)
+        # the figures the executor records each round go to the server as federated events
+        job.to_clients(ConvertToFedEvent(events_to_convert=[ANALYTIC_EVENT_TYPE]), id="analytics_to_server")
         privacy = privacy_filter(d.privacy, d.privacy_args, tensor_names(d.settings()))
         if privacy is not None:
             job.to_clients(privacy, filter_type=FilterType.TASK_RESULT, tasks=[executor.train_task_name])
         for datalist in reference_datalists():
             job.add_file_to(datalist, ALL_SITES, dest_dir="datalists", app_folder_type="config")
         add_site_runtime(job, ALL_SITES)
+
+
+def initial_model(job: FedJob, d: JobDefinition, files: str) -> Optional[str]:
+    """The checkpoint the global model starts from, as the persistor reads it: a resumed run's last global model (a
+    server-side path), or ``init_model`` checked against the network and carried in the server app (relative to its
+    ``custom/``); None: the network's random weights."""
+    if d.resume_from:
+        return os.path.join(d.resume_from, GLOBAL_MODEL_FILE)
+    if not d.init_model:
+        return None
+    path = os.path.join(files, os.path.basename(INITIAL_MODEL))
+    torch.save({"model": fitting_weights(d.init_model, d.settings())}, path)
+    job.add_file_to(path, "server", dest_dir=os.path.dirname(INITIAL_MODEL), app_folder_type="custom")
+    return INITIAL_MODEL
 
 
 def shareable_generator(d: JobDefinition):

@@ -32,4 +32,6 @@ def resume_definition(
         raise ValueError(f"{run_dir} is a run of {recorded.name}, not of {job}")
     changes = dict(overrides or {})
     start, total = resume_point(state, changes.pop("num_rounds", None))
-    return recorded.with_overrides({**changes, "num_rounds": total, "start_round": start, "resume_from": run_dir})
+    # the resumed run starts from the run's last global model, not from the model the run started from
+    resumed = {**changes, "num_rounds": total, "start_round": start, "resume_from": run_dir, "init_model": ""}
+    return recorded.with_overrides(resumed)

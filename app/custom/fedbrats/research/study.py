@@ -306,6 +306,13 @@ def evaluate_personal(paths: Dict[str, str], settings: TrainSettings, loaders: D
     return {"paths": dict(paths), "sites": per_site, "average": weighted_average(per_site)}
 
 
+def eta(elapsed: float, k: int, arms: List[str]) -> str:
+    """``; about N min left``, from the arms done so far (a fine-tuning arm counted as a tenth of a training arm)."""
+    weight = [0.1 if arm.startswith(FINETUNED) else 1.0 for arm in arms]
+    done = sum(weight[: k - 1])
+    return f"; about {elapsed / done * sum(weight[k - 1 :]):.0f} min left" if done and elapsed > 0 else ""
+
+
 def fingerprint(
     settings: TrainSettings,
     steps: int,
@@ -565,7 +572,10 @@ def run_study(
     presence = test_presence(data_root, settings, bench.sites)
     results = {}
     for k, arm in enumerate(arms, 1):
-        print(f"[study] arm {k}/{len(arms)}: {arm}", flush=True)
+        elapsed = (time.time() - start) / 60
+        print(
+            f"[study] arm {k}/{len(arms)}: {arm} ({elapsed:.1f} min since the start{eta(elapsed, k, arms)})", flush=True
+        )
         job = method_job(arm, algorithm_args)
         results[arm] = run_arm(arm, data_root, out, settings, steps, rounds, key, loaders, job, fine_tune_steps, bench)
     study = summary(command, settings, steps, rounds, cases, seed, results, start, test_cases, fine_tune_steps, bench)

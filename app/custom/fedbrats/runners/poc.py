@@ -15,7 +15,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from fedbrats.evaluation.report import write_report
-from fedbrats.federation.catalog import DEMO_JOB, job_definition, job_names, job_recipe
+from fedbrats.federation.catalog import DEMO_JOB, EVAL_JOB, job_definition, job_names, job_recipe
 from fedbrats.federation.envs import RunningPocEnv
 from fedbrats.federation.recipe import BratsFedAvgRecipe
 from fedbrats.prepare.site_specs import FORMS, REFERENCE_SITES, SiteSpec, parse_sites
@@ -265,7 +265,13 @@ def _raise_interrupt(signum, frame):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="workspace/poc", help="POC folder (its own HOME, sites, data, results)")
-    parser.add_argument("--job", default=DEMO_JOB, choices=job_names())
+    parser.add_argument(
+        "--job",
+        default=DEMO_JOB,
+        choices=[n for n in job_names() if n != EVAL_JOB],
+        help=f"a training job (scoring given models on a running POC system: python jobs/{EVAL_JOB}/job.py "
+        "--model M --env poc)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument(
         "--cases",

@@ -12,6 +12,8 @@ PROGRESS = re.compile(
     r"bad input data|Workflow: \S+ finalizing| ERROR - )"
 )
 
+ROUND_DONE = re.compile(r"round (\d+)/(\d+):")
+
 
 def _restarted(path: str, handle) -> bool:
     """Whether the file at ``path`` was replaced or truncated since ``handle`` read it (FLARE's simulator starts a
@@ -68,6 +70,17 @@ class LogFollower:
         who = re.search(r"identity=([\w.@-]+)", line)
         name = who.group(1).replace("simulator_server", "server") if who else ""
         message = line.split("] - ", 1)[-1].strip()
+        elapsed = time.time() - self.start_time
         print(
-            f"[{self.label} {time.time() - self.start_time:6.1f} s] {name + ': ' if name else ''}{message}", flush=True
+            f"[{self.label} {elapsed:6.1f} s] {name + ': ' if name else ''}{message}{time_left(message, elapsed)}",
+            flush=True,
         )
+
+
+def time_left(message: str, elapsed: float) -> str:
+    """``(about N min left)`` after a site's ``round k/N:`` line, from the time the first k rounds took."""
+    found = ROUND_DONE.search(message)
+    if not found:
+        return ""
+    done, total = int(found.group(1)), int(found.group(2))
+    return f" (about {elapsed / done * (total - done) / 60:.1f} min of rounds left)" if 0 < done < total else ""

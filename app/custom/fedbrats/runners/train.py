@@ -69,7 +69,7 @@ def fit(
             torch.save({"model": engine.get_weights(), "steps": done, "settings": settings}, best_path)
         print(
             f"[{label}] step {done}/{steps} (epoch {history[-1]['epoch']:g}) loss {train['loss']:.4f} "
-            f"val {format_metrics(validation)} {minutes:.1f} min",
+            f"val {format_metrics(validation)} {minutes:.1f} min, about {minutes / done * (steps - done):.1f} min left",
             flush=True,
         )
         if max_minutes and minutes >= max_minutes:

@@ -153,10 +153,13 @@ class SegmentationEngine:
         regulariser: Regulariser = None,
         after_step: AfterStep = None,
     ) -> Dict[str, float]:
-        """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``)."""
+        """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``).
+
+        Returns the mean ``loss`` and its parts (``loss_segmentation``, ``loss_vae`` before its weight), ``steps``,
+        ``crops`` and ``seconds``."""
         self.model.train()
-        total = torch.zeros((), device=self.device)
-        done, passes_done = 0, 0
+        total = torch.zeros(3, device=self.device)
+        done, passes_done, crops, start = 0, 0, 0, time.time()
         with data_errors():
             while done < steps and passes_done < passes and not should_stop():
                 before = done
@@ -165,26 +168,37 @@ class SegmentationEngine:
                         break
                     total += self._step(batch, regulariser)
                     done += 1
+                    crops += len(batch["image"])
                     if after_step is not None:
                         after_step(self.model)
                 passes_done += 1
                 if done == before:
                     break
-        return {"loss": float(total) / max(done, 1), "steps": done}
+        loss, segmentation, vae = (total / max(done, 1)).tolist()
+        return {
+            "loss": loss,
+            "loss_segmentation": segmentation,
+            "loss_vae": vae,
+            "steps": done,
+            "crops": crops,
+            "seconds": time.time() - start,
+        }
 
     def _step(self, batch: Dict[str, torch.Tensor], regulariser: Regulariser = None) -> torch.Tensor:
+        """One optimiser step; returns the step's loss, its segmentation loss and its VAE loss (detached)."""
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             logits, vae_loss = self.model(images)
-            loss = self.loss_fn(logits.float(), labels) + self.settings.vae_weight * vae_loss.float()
+            segmentation = self.loss_fn(logits.float(), labels)
+            loss = segmentation + self.settings.vae_weight * vae_loss.float()
         if regulariser is not None:
             loss = loss + regulariser(self.model)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach()
+        return torch.stack((loss, segmentation, vae_loss.float())).detach()
 
     @torch.no_grad()
     def validate(self, loader: Iterable, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, object]:

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 import torch
 from monai.utils import set_determinism
+from nvflare.apis.analytix import AnalyticsDataType
 from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -14,6 +15,7 @@ from nvflare.apis.fl_constant import ReturnCode
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
+from nvflare.apis.utils.analytix_utils import create_analytic_dxo, send_analytic_dxo
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.fuel.utils.memory_utils import cleanup_memory
 from torch.utils.tensorboard import SummaryWriter
@@ -32,6 +34,22 @@ from fedbrats.runtime.update_guards import named, nonfinite_tensors
 
 BEST_LOCAL_MODEL = "best_local_model.pt"
 TB_FOLDER = "tb_events"
+"""A site's own TensorBoard events, in its app folder; the server's receiver writes its copy into ``tb_events/<site>``
+of the server's run folder."""
+GLOBAL_MODEL_TAG, LOCAL_MODEL_TAG, TRAIN_TAG = "global_model", "local_model", "train"
+"""Prefixes of the figures a site records each round: ``global_model/dice_tc`` (the received model on the validation
+cases), ``local_model/mean_dice`` (the model it trained), ``train/loss`` and the other training figures."""
+
+
+def training_figures(result: Dict[str, float]) -> Dict[str, float]:
+    """The figures of one round's local training (:meth:`SegmentationEngine.train_steps`): the mean loss and its
+    parts, steps, seconds per step and crops per second."""
+    seconds, steps = result.get("seconds", 0.0), result["steps"]
+    figures = {f"{TRAIN_TAG}/{k}": result[k] for k in ("loss", "loss_segmentation", "loss_vae", "steps") if k in result}
+    if steps and seconds > 0:
+        figures[f"{TRAIN_TAG}/step_seconds"] = seconds / steps
+        figures[f"{TRAIN_TAG}/crops_per_second"] = result.get("crops", steps) / seconds
+    return figures
 
 
 @serialize_always("training", "eval_split", "send_weight_diff", "algorithm")
@@ -173,10 +191,18 @@ class BratsExecutor(Executor):
         engine = engine or self.engine
         return engine.validate(self._loader(split, fl_ctx), should_stop=lambda: abort_signal.triggered)
 
-    def _log_metrics(self, prefix: str, metrics: Dict, step: int) -> None:
-        for name in DICE_METRICS + (MEAN_DICE,):
-            self.writer.add_scalar(f"{prefix}/{name}", metrics[name], step)
+    def _record(self, figures: Dict[str, float], step: int, fl_ctx: FLContext) -> None:
+        """Write figures into the site's own TensorBoard events and send them to the server as FLARE analytics
+        (the job's receivers record them there, one run per site)."""
+        for tag, value in figures.items():
+            self.writer.add_scalar(tag, value, step)
+            dxo = create_analytic_dxo(tag, float(value), AnalyticsDataType.SCALAR, global_step=step)
+            send_analytic_dxo(self, dxo, fl_ctx)
         self.writer.flush()
+
+    @staticmethod
+    def _dice_figures(prefix: str, metrics: Dict) -> Dict[str, float]:
+        return {f"{prefix}/{name}": metrics[name] for name in DICE_METRICS + (MEAN_DICE,)}
 
     def _train(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         current_round = shareable.get_header(AppConstants.CURRENT_ROUND, 0)
@@ -190,7 +216,7 @@ class BratsExecutor(Executor):
         # (2) validate it for the server's in-time selection of the best global model
         global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
         validated = time.time()
-        self._log_metrics("global_model", global_metrics, current_round)
+        self._record(self._dice_figures(GLOBAL_MODEL_TAG, global_metrics), current_round, fl_ctx)
         # (3) train locally, at the learning rate of this round
         if isinstance(total_rounds, int) and total_rounds > 0:
             self.engine.set_progress(current_round / total_rounds)
@@ -210,7 +236,7 @@ class BratsExecutor(Executor):
         if nonfinite:
             return self._refuse_update(nonfinite, round_label, result["loss"], fl_ctx)
         self.method.after_training(self.engine)
-        self.writer.add_scalar("train/loss", result["loss"], current_round)
+        self._record(training_figures(result), current_round, fl_ctx)
         # (4) validate the local model (the personal one, with a personalised method) and keep the site's best
         local = self.method.personal_engine(self.engine, loader, stop)
         if stop():
@@ -218,7 +244,7 @@ class BratsExecutor(Executor):
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal, local)
         if stop():
             return self._aborted(round_label, "validating the local model stopped", time.time(), abort_signal, fl_ctx)
-        self._log_metrics("local_model", local_metrics, current_round)
+        self._record(self._dice_figures(LOCAL_MODEL_TAG, local_metrics), current_round, fl_ctx)
         if local_metrics[MEAN_DICE] > self.best_local:
             self.best_local = local_metrics[MEAN_DICE]
             torch.save(

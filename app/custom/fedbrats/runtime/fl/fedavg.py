@@ -14,6 +14,7 @@ from nvflare.app_common.workflows.scatter_and_gather_scaffold import ScatterAndG
 
 from fedbrats.runtime.fl.flare_compat import serialize_always
 from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector, metric_and_cases
+from fedbrats.runtime.fl.run_status import RunStatusReporting
 
 SERIALIZED = (
     "min_clients",
@@ -24,10 +25,11 @@ SERIALIZED = (
     "train_task_name",
     "model_selector_id",
     "score_task_name",
+    "patience",
 )
 
 
-class FinalModelScoring:
+class FinalModelScoring(RunStatusReporting):
     """A round workflow (:attr:`workflow`, a ``ScatterAndGather``) plus one validation broadcast of the final global
     model.
 
@@ -35,17 +37,26 @@ class FinalModelScoring:
     last aggregation would otherwise never be scored, and a one-round job would have no best model.
     A resumed run starts at ``start_round`` and runs ``num_rounds`` more: the sites are told the planned total,
     ``start_round + num_rounds``, as the number of rounds (their learning-rate schedule follows it).
+    ``patience``: stop after that many rounds without a new best global model (0: never); the final model is scored,
+    the cross-site evaluation runs, and the selection records why and when the run ended.
     """
 
     workflow = ScatterAndGather
 
     def __init__(
-        self, *args, model_selector_id: str = "model_selector", score_task_name: str = "validate_global", **kwargs
+        self,
+        *args,
+        model_selector_id: str = "model_selector",
+        score_task_name: str = "validate_global",
+        patience: int = 0,
+        **kwargs,
     ):
         # *args with **kwargs: FLARE's Job API then also writes ScatterAndGather's arguments into the job's config
         super().__init__(*args, **kwargs)
         self.model_selector_id = model_selector_id
         self.score_task_name = score_task_name
+        self.patience = patience
+        self.stopped_early = False
         given = inspect.signature(self.workflow.__init__).bind(self, *args, **kwargs)
         given.apply_defaults()
         self.workflow_args = {k: v for k, v in given.arguments.items() if k != "self"}
@@ -58,10 +69,28 @@ class FinalModelScoring:
             fl_ctx.get_prop(AppConstants.TRAIN_SHAREABLE).set_header(AppConstants.NUM_ROUNDS, self.planned_rounds)
         elif event_type == AppEventType.ROUND_DONE:
             self.rounds_done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) + 1
+            self._stop_without_progress(fl_ctx)
+        self.status_event(event_type, fl_ctx)
+
+    def _stop_without_progress(self, fl_ctx: FLContext) -> None:
+        """End the rounds after this one when ``patience`` scored rounds have passed without a new best model."""
+        selector = fl_ctx.get_engine().get_component(self.model_selector_id)
+        if not self.patience or not isinstance(selector, CaseWeightedModelSelector) or not selector.history:
+            return
+        last = max(h["round"] for h in selector.history)
+        best = selector.best_round if selector.best_round is not None else 0
+        if last - best < self.patience or self.rounds_done >= self.planned_rounds:
+            return
+        rounds = f"{last - best} round{'s' if last - best != 1 else ''}"
+        reason = f"no new best global model in the last {rounds} (patience {self.patience}; best: round {best})"
+        self.log_info(fl_ctx, f"stopping after round {self.rounds_done} of {self.planned_rounds}: {reason}")
+        selector.record_stop(self.rounds_done, self.planned_rounds, reason, fl_ctx)
+        self.stopped_early = True
+        self._num_rounds = self.rounds_done - self.workflow_args["start_round"]  # FLARE's loop ends after this round
 
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
         super().control_flow(abort_signal, fl_ctx)
-        if abort_signal.triggered or self.rounds_done != self.planned_rounds:
+        if abort_signal.triggered or (self.rounds_done != self.planned_rounds and not self.stopped_early):
             return
         selector = fl_ctx.get_engine().get_component(self.model_selector_id)
         if not isinstance(selector, CaseWeightedModelSelector):

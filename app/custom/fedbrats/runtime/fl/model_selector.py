@@ -59,6 +59,8 @@ class CaseWeightedModelSelector(Widget):
         """Sites deemed disconnected during the run: site -> the round in which FLARE gave up on it."""
         self.best_sites: Optional[List[str]] = None
         """The sites whose scores chose the best model so far."""
+        self.stopped: Optional[dict] = None
+        """Why the rounds ended before the planned total: ``{"round", "planned", "reason"}``."""
         self._round = 0
         self._scores: Dict[str, Tuple[float, int]] = {}
         self._run_start = time.time()
@@ -70,7 +72,7 @@ class CaseWeightedModelSelector(Widget):
             self.best_score, self.best_round, self.history, self.best_sites = -math.inf, None, [], None
             # the job's sites: the report names a site that is lost during the run even when it sent nothing
             self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
-            self.lost = {}
+            self.lost, self.stopped = {}, None
             self._run_start, self._model_seconds = time.time(), {}
         elif event_type == AppEventType.ROUND_DONE:
             done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
@@ -156,6 +158,11 @@ class CaseWeightedModelSelector(Widget):
         self._write(fl_ctx)
         return is_best
 
+    def record_stop(self, rounds_done: int, planned: int, reason: str, fl_ctx: FLContext) -> None:
+        """The workflow ends the rounds early after ``rounds_done`` of ``planned``, for ``reason``."""
+        self.stopped = {"round": rounds_done, "planned": planned, "reason": reason}
+        self._write(fl_ctx)
+
     def selection(self) -> dict:
         """Best round, its score, every round's scores so far and the job's sites."""
         best_score = self.best_score if self.best_round is not None else None
@@ -166,6 +173,7 @@ class CaseWeightedModelSelector(Widget):
             "best_sites": self.best_sites,
             "participants": list(self.participants),
             "lost": dict(self.lost),
+            "stopped": self.stopped,
         }
 
     def restore(self, selection: dict, fl_ctx: FLContext) -> None:
