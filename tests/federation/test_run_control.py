@@ -90,3 +90,20 @@ def test_the_report_says_why_and_when_the_rounds_ended():
     )
     assert run_end_text(None, 20) == "The run ended after its 20 rounds."
     assert run_end_text(None, None) is None
+
+
+def test_gpu_requests_go_into_the_jobs_meta_as_flares_resource_spec(tmp_path):
+    job = build(tmp_path, "--sites", "site-1", "site-2", "site-3", "--gpus", "1", "site-1=4", "--gpu-memory", "16")
+    spec = json.load(open(os.path.join(job, "meta.json")))["resource_spec"]
+    assert spec == {
+        "site-1": {"num_of_gpus": 4, "mem_per_gpu_in_GiB": 16.0},
+        "site-2": {"num_of_gpus": 1, "mem_per_gpu_in_GiB": 16.0},
+        "site-3": {"num_of_gpus": 1, "mem_per_gpu_in_GiB": 16.0},
+    }
+    job = build(tmp_path, "--gpus", "site-2=2")
+    assert json.load(open(os.path.join(job, "meta.json")))["resource_spec"] == {"site-2": {"num_of_gpus": 2}}
+    assert not json.load(open(os.path.join(build(tmp_path), "meta.json"))).get("resource_spec")  # no request
+    with pytest.raises(SystemExit, match="gpus must give a count"):
+        build(tmp_path, "--gpus", "site-9=1")
+    with pytest.raises(SystemExit, match="--gpus takes N or SITE=N"):
+        build(tmp_path, "--gpus", "two")

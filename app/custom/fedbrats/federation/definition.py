@@ -18,6 +18,9 @@ from fedbrats.runtime.settings import TrainSettings
 TRACKERS = ("tensorboard", "mlflow")
 """FLARE's receivers the server records the sites' figures with."""
 
+EVERY_SITE = "*"
+"""In ``gpus`` overrides: the request of every site of the job that names none of its own."""
+
 FEDERATION = tuple(SITE_GRADES)
 """The reference federation: site-1 (high-grade gliomas) and site-2 (low-grade)."""
 
@@ -87,6 +90,11 @@ class JobDefinition:
     tracking: str = "tensorboard"
     """FLARE receiver that records the sites' per-round figures on the server: ``tensorboard`` (``tb_events/<site>``
     in the server's run folder) or ``mlflow`` (one run per site)."""
+    gpus: Mapping[str, int] = field(default_factory=dict)
+    """GPUs each site asks its resource manager for (site -> count; a site left out asks for none), in the job's
+    ``meta.json`` ``resource_spec``: a site whose FLARE resource manager cannot give them refuses the job."""
+    gpu_memory: float = 0.0
+    """GiB of memory per GPU the sites of ``gpus`` ask for (0: none named)."""
     tracking_uri: str = ""
     """MLflow tracking URI, e.g. a consortium's MLflow server; empty: an SQLite store in the server's run folder."""
 
@@ -96,7 +104,19 @@ class JobDefinition:
         values.pop("name")
         values["sites"] = list(self.sites)
         values["synthetic_sites"] = list(self.synthetic_sites)
+        values["gpus"] = dict(self.gpus)
         return values
+
+    def resource_spec(self) -> Dict[str, Dict[str, float]]:
+        """The ``resource_spec`` of the job's ``meta.json``: what each site's resource manager must give it."""
+        spec = {}
+        for site, count in self.gpus.items():
+            if count:
+                spec[site] = {
+                    "num_of_gpus": count,
+                    **({"mem_per_gpu_in_GiB": self.gpu_memory} if self.gpu_memory else {}),
+                }
+        return spec
 
     @classmethod
     def from_values(cls, name: str, values: Mapping[str, Any]) -> "JobDefinition":
@@ -130,6 +150,10 @@ class JobDefinition:
                 changes[name] = tuple(changes[name])
         if "sites" in changes and "synthetic_sites" not in changes:
             changes["synthetic_sites"] = ()
+        if "gpus" in changes and EVERY_SITE in changes["gpus"]:
+            every = changes["gpus"][EVERY_SITE]
+            own = {k: v for k, v in changes["gpus"].items() if k != EVERY_SITE}
+            changes["gpus"] = {**{site: every for site in changes.get("sites", self.sites)}, **own}
         job = dataclasses.replace(self, **changes)
         job.validate()
         return job
@@ -148,6 +172,12 @@ class JobDefinition:
             raise ValueError(
                 "wait_time_after_min_received, dead_client_grace_period and dead_client_check_lead_time must not be "
                 "negative"
+            )
+        unknown = sorted(set(self.gpus) - set(self.sites))
+        if unknown or any(not isinstance(n, int) or n < 0 for n in self.gpus.values()) or self.gpu_memory < 0:
+            raise ValueError(
+                f"gpus must give a count of 0 or more to sites of the job {list(self.sites)} (got {dict(self.gpus)}), "
+                "and gpu_memory must not be negative"
             )
         if self.patience < 0:
             raise ValueError("patience must not be negative")
@@ -190,5 +220,7 @@ OVERRIDABLE = frozenset(
         "patience",
         "tracking",
         "tracking_uri",
+        "gpus",
+        "gpu_memory",
     )
 )

@@ -4,9 +4,9 @@ override the job's values and its training settings."""
 import argparse
 import json
 import os
-from typing import Dict
+from typing import Dict, Sequence
 
-from fedbrats.federation.definition import TRACKERS
+from fedbrats.federation.definition import EVERY_SITE, TRACKERS
 from fedbrats.federation.privacy import PRIVACY_OPTIONS
 from fedbrats.prepare.site_specs import parse_sites
 from fedbrats.runtime.constants import SPLITS
@@ -75,6 +75,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a round waits for the other sites once --min-clients have answered",
     )
     parser.add_argument(
+        "--gpus",
+        nargs="+",
+        metavar="N|SITE=N",
+        help="GPUs a site asks its resource manager for, in the job's meta.json: N for every site, SITE=N for one "
+        "(e.g. --gpus 1 site-1=4); a site that cannot give them refuses the job",
+    )
+    parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="GiB of memory per requested GPU")
+    parser.add_argument(
         "--init-model",
         metavar="CHECKPOINT",
         help="start from this model (e.g. an earlier job's FL_global_model.pt or a site's best_local_model.pt) instead "
@@ -114,6 +122,18 @@ def parse_named_values(pairs, flag: str = "--privacy-arg") -> Dict:
     return values
 
 
+def gpu_requests(items: Sequence[str]) -> Dict[str, int]:
+    """``["1", "site-1=4"]`` -> ``{"*": 1, "site-1": 4}``: ``*`` is every site of the job."""
+    requests = {}
+    for item in items:
+        site, sep, count = item.rpartition("=")
+        try:
+            requests[site if sep else EVERY_SITE] = int(count)
+        except ValueError:
+            raise SystemExit(f"--gpus takes N or SITE=N, got {item!r}") from None
+    return requests
+
+
 def overrides_from_args(args: argparse.Namespace) -> Dict:
     training = settings_overrides(args)
     if args.local_epochs is not None:
@@ -141,5 +161,7 @@ def overrides_from_args(args: argparse.Namespace) -> Dict:
         "patience": args.patience,
         "tracking": args.tracking,
         "tracking_uri": args.tracking_uri,
+        "gpus": gpu_requests(args.gpus) if args.gpus else None,
+        "gpu_memory": args.gpu_memory,
         "training": training,
     }

@@ -17,7 +17,7 @@ import torch
 from nvflare.apis.analytix import ANALYTIC_EVENT_TYPE
 from nvflare.apis.dxo import DataKind
 from nvflare.apis.fl_constant import ConfigVarName
-from nvflare.apis.job_def import ALL_SITES
+from nvflare.apis.job_def import ALL_SITES, JobMetaKey
 from nvflare.app_common.app_constant import AlgorithmConstants, AppConstants
 from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
 from nvflare.app_common.widgets.convert_to_fed_event import ConvertToFedEvent
@@ -64,8 +64,10 @@ class BratsFedAvgRecipe(Recipe):
         if (overrides or {}).get("models"):
             raise ValueError(f"{name} trains its own models; --model names the models that brats_eval scores")
         self.definition = JobDefinition.from_values(name, values).with_overrides(overrides)
-        meta = {"scope": self.definition.scope} if self.definition.scope else None
-        fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients, meta_props=meta)
+        meta = {"scope": self.definition.scope} if self.definition.scope else {}
+        if self.definition.resource_spec():  # what each site's FLARE resource manager must give the job
+            meta[JobMetaKey.RESOURCE_SPEC] = self.definition.resource_spec()
+        fed_job = FedJob(name=self.definition.name, min_clients=self.definition.min_clients, meta_props=meta or None)
         fed_job.set_app_packages([PACKAGE])
         self._files = tempfile.TemporaryDirectory(prefix="fedbrats-job-")
         """What the job carries that the recipe writes (the checked initial model), until the recipe is gone."""
