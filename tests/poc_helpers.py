@@ -1,8 +1,10 @@
 """What the tests of running FLARE systems share: waiting on a condition, reading the participants' job logs, finding
 processes."""
 
+import glob
 import os
 import re
+import signal
 import time
 
 from builders import write_site
@@ -58,6 +60,24 @@ def processes_naming(text, pids):
         if seen and (text in "\0".join(seen[0]) or seen[1].startswith(text)):
             found.append(pid)
     return found
+
+
+def kill_site_during_round(poc, site, round_, timeout=240, job_id="*"):
+    """Every process of ``site`` in ``poc`` killed 1 s into round ``round_`` (counted from 1 as the sites count; FLARE's
+    log counts from 0) of job ``job_id`` (default: the one the server runs): the site's machine gone. Returns the time
+    of the kill."""
+    started = f"Round {round_ - 1} started."
+
+    def begun():
+        logs = glob.glob(os.path.join(poc.root, "poc", "*", "prod_*", "server", job_id, "log.txt"))
+        return any(started in read(path) for path in logs)
+
+    wait_for(begun, timeout, f"round {round_}")
+    time.sleep(1)  # inside the round: the sites have the task
+    # every process of the site (start script, client, job), the start script first: nothing starts it again
+    for pid in processes_naming(poc.participant_dir(site), poc.our_processes()):
+        os.kill(pid, signal.SIGKILL)
+    return time.time()
 
 
 def start_with_tiny_sites(poc, folder):

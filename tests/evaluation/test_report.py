@@ -231,3 +231,64 @@ def test_sensitivity_and_specificity_per_site_and_their_average():
     assert "| AVE | - | - | - | - | - | - | 4 |" in markdown
     assert "Sensitivity TP / (TP + FN)" in markdown
     assert "sensitivity" not in to_markdown(build_report(reference_results())).lower()
+
+
+def aborted_selection(round_=2, rounds_done=1):
+    """The selection of a 3-round job of three sites whose site-3 was lost in round 2, when FLARE aborted it."""
+    return {
+        "best_round": None,
+        "history": [],
+        "participants": ["site-1", "site-2", "site-3"],
+        "lost": {"site-3": 2},
+        "aborted": {
+            "round": round_,
+            "rounds_done": rounds_done,
+            "planned": 3,
+            "reason": "alive sites 2 < required min_clients 3 (site-3 lost)",
+        },
+        "run_state": {"folder": "/srv/server/run_state/job-1", "job": "brats_fedavg_demo", "planned": 3},
+    }
+
+
+def test_an_aborted_job_says_when_and_why_names_only_the_lost_site_and_how_to_resume():
+    report = build_report({}, aborted_selection(), env="poc")
+    assert list(report["lost_sites"]) == ["site-3"] and report["models"] == []
+    assert not any("no result of" in w for w in report["warnings"])
+    markdown = to_markdown(report)
+    assert (
+        "**The job was aborted** in round 2 of 3, after 1 completed round: alive sites 2 < required min_clients 3 "
+        "(site-3 lost)."
+    ) in markdown
+    assert (
+        "The cross-site evaluation did not run because the job was aborted: no model has a cross-site result. "
+        "site-1 and site-2 were alive until the abort: not lost."
+    ) in markdown
+    assert (
+        "Resume the run from round 2 (the global model of round 1) on the server's machine with `python "
+        "jobs/brats_fedavg_demo/job.py --env poc --resume-from /srv/server/run_state/job-1`; to go on without "
+        "site-3, add `--sites site-1 site-2 --min-clients 2`"
+    ) in markdown
+    assert "- site-3 took part in the job" in markdown and "site-1 took part" not in markdown
+    assert "Split:" not in markdown and "## Mean Dice" not in markdown
+    # where the job ran is not known: the provisioned system's command, and the POC one named
+    assert "--env prod --startup-kit KIT --resume-from" in to_markdown(build_report({}, aborted_selection()))
+
+
+def test_an_abort_before_any_completed_round_cannot_be_resumed():
+    report = build_report({}, aborted_selection(round_=1, rounds_done=0))
+    assert report["resume"] == "No round was completed, so there is nothing to resume from: submit the job again."
+    assert "in round 1 of 3, after 0 completed rounds" in report["ended"]
+
+
+def test_an_aborted_job_without_cross_site_results_gets_its_report(tmp_path):
+    app = tmp_path / "workspace" / "app_server"
+    app.mkdir(parents=True)
+    selection = aborted_selection()
+    del selection["aborted"]  # a selection that heard no abort: the caller's view of the job's end stands in
+    (app / "global_model_selection.json").write_text(json.dumps(selection))
+    failure = {"round": 2, "rounds_done": 1, "planned": None, "reason": "site-3 reported that its job failed"}
+    report = write_report(str(tmp_path), str(tmp_path / "report"), env="poc", failure=failure)
+    assert report["ended"].startswith("**The job was aborted** in round 2, after 1 completed round: site-3 reported")
+    assert report["figures"] == {} and (tmp_path / "report" / "report.md").read_text() == report["markdown"]
+    with pytest.raises(FileNotFoundError):
+        write_report(str(tmp_path))  # no results and no abort: not a report

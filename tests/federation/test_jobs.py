@@ -232,3 +232,46 @@ def test_privacy_options_put_flares_filter_on_the_sites_training_results(tmp_pat
 def test_bad_privacy_options_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         job_recipe("brats_fedavg", overrides)
+
+
+class FinishedRun:
+    """A submitted job's ``Run`` after the job ended with ``status``, its result downloaded to ``result``."""
+
+    def __init__(self, result, status):
+        self.result, self.status = result, status
+
+    def get_job_id(self):
+        return "job-1"
+
+    def get_result(self, timeout=0.0):
+        return self.result
+
+    def get_status(self):
+        return self.status
+
+
+def test_job_py_exits_1_naming_why_when_the_job_did_not_finish_normally(tmp_path, capsys):
+    from fedbrats.federation.entry import finish
+
+    app = tmp_path / "job-1" / "workspace" / "app_server"
+    app.mkdir(parents=True)
+    selection = {
+        "participants": ["site-1", "site-2", "site-3"],
+        "lost": {"site-3": 2},
+        "aborted": {"round": 2, "rounds_done": 1, "planned": 3, "reason": "alive sites 2 < required min_clients 3"},
+        "run_state": {"folder": "/srv/run_state/job-1", "job": "brats_fedavg_demo", "planned": 3},
+    }
+    (app / "global_model_selection.json").write_text(json.dumps(selection))
+    args = parse_args(None, ["--env", "poc"])
+    assert finish(FinishedRun(str(tmp_path / "job-1"), "FINISHED:EXECUTION_EXCEPTION"), args) == 1
+    printed = capsys.readouterr()
+    assert printed.err.strip() == (
+        "job job-1 did not finish normally: aborted in round 2 of 3: alive sites 2 < required min_clients 3 "
+        "(FINISHED:EXECUTION_EXCEPTION)"
+    )
+    assert "**The job was aborted** in round 2 of 3" in printed.out
+    assert "`python jobs/brats_fedavg_demo/job.py --env poc --resume-from /srv/run_state/job-1`" in printed.out
+    del selection["aborted"]
+    (app / "global_model_selection.json").write_text(json.dumps(selection))
+    assert finish(FinishedRun(str(tmp_path / "job-1"), "FINISHED:COMPLETED"), args) == 0
+    assert "did not finish normally" not in capsys.readouterr().err

@@ -12,40 +12,23 @@ from conftest import REPO
 from fedbrats.prepare.site_specs import parse_sites
 from fedbrats.prepare.synthetic import synthetic_record
 from fedbrats.research import study as study_module
-from fedbrats.research.study import (
-    DONE_FILE,
-    EVALUATION_VERSION,
-    FINETUNED,
-    HETERO,
-    REFERENCE,
-    Benchmark,
-    arm_names,
-    benchmark,
-    fingerprint,
-    method_job,
-    recipe,
-    route_algorithm_args,
-    run_arm,
-    run_study,
-    site_splits,
-    study_data,
-)
-from fedbrats.research.study_report import (
+from fedbrats.research import study_arms as arms_module
+from fedbrats.research import study_data as data_module
+from fedbrats.research.study import arm_names, recipe, route_algorithm_args, run_study
+from fedbrats.research.study_arms import DONE_FILE, EVALUATION_VERSION, fingerprint, method_job, run_arm
+from fedbrats.research.study_data import HETERO, REFERENCE, Benchmark, benchmark, site_splits, study_data
+from fedbrats.research.study_methods import (
     CANNOT_TELL,
+    FINETUNED,
     GAINS,
     LOSES,
-    MET,
-    MISSED,
-    NOT_SHOWN,
     convergence_score,
     method_targets,
     own_case_differences,
-    site_difference,
-    targets,
-    to_markdown,
-    verdict,
     who_gains,
 )
+from fedbrats.research.study_report import targets, to_markdown
+from fedbrats.research.study_stats import MET, MISSED, NOT_SHOWN, site_difference, verdict
 from fedbrats.runtime.constants import PER_CASE
 
 TINY = {"crop": [32, 32, 32], "pixdim": 4.0, "init_filters": 8, "sw_roi": [], "batch_size": 1}
@@ -295,7 +278,7 @@ def test_a_finished_method_arm_is_reused_only_with_the_same_arguments(tmp_path, 
     def trains(*args):
         raise RuntimeError("trained again")
 
-    monkeypatch.setattr(study_module, "federated_arm", trains)
+    monkeypatch.setattr(arms_module, "federated_arm", trains)
     with pytest.raises(RuntimeError, match="trained again"):
         run_arm("ditto", "", str(tmp_path), recipe(), 4, 1, key, {}, method_job("ditto", {"ditto": {"lambda": 0.5}}))
 
@@ -316,7 +299,7 @@ def test_sites_of_their_own_sizes_are_written_with_a_raised_test_split(tmp_path,
         record = synthetic_record([spec], cases, size, seed, split=tuple(split))
         json.dump(record, open(os.path.join(root, "synthetic_sites.json"), "w"))
 
-    monkeypatch.setattr(study_module, "write_sites", write_sites)
+    monkeypatch.setattr(data_module, "write_sites", write_sites)
     bench = Benchmark(HETERO, "brats_hetero", tuple(parse_sites(["site-1:HGG:3", "site-2:LGG:noisy:4"])))
     assert site_splits(bench, 24, 2) == {"site-1": (1, 1, 2), "site-2": (2, 1, 2)}
     root = study_data(str(tmp_path), 24, 0, 2, bench)

@@ -1,6 +1,7 @@
 """The complete POC round trip: separate server and site processes, a submitted job, the report."""
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,9 @@ from builders import TINY_TRAINING, write_site
 
 from fedbrats.cli import main
 from fedbrats.evaluation.report import BEST_GLOBAL, FINAL_GLOBAL
+from fedbrats.federation.catalog import job_recipe
 from fedbrats.prepare import synthetic
-from fedbrats.runners.poc import PocSystem, listening_ports, make_site_data, round_trip
+from fedbrats.runners.poc import PocSystem, listening_ports, make_site_data, poc_job_values, round_trip
 from fedbrats.runtime.constants import DICE_METRICS
 
 SITES = ["site-1", "site-2"]
@@ -123,3 +125,51 @@ def test_stop_ends_only_the_processes_the_system_started(tmp_path):
         for proc in (started, wrapper, follower):
             proc.kill()
             proc.wait()
+
+
+def test_poc_exits_1_naming_why_the_job_did_not_finish_and_takes_min_clients(tmp_path, monkeypatch, capsys):
+    from fedbrats.runners import poc
+
+    failure = {
+        "status": "FINISHED:EXECUTION_EXCEPTION",
+        "round": 2,
+        "rounds_done": 1,
+        "planned": 3,
+        "reason": "alive sites 2 < required min_clients 3 (site-3 lost)",
+    }
+    given = []
+
+    def round_trip(root, job, overrides, *args):
+        given.append(overrides)
+        return {
+            "failure": failure if overrides["min_clients"] == 3 else None,
+            "job_id": "job-1",
+            "seconds": 1.0,
+            "paths": [],
+        }
+
+    monkeypatch.setattr(poc, "round_trip", round_trip)
+    sites = ["--sites", "site-1", "site-2", "site-3"]
+    assert main(["poc", "--root", str(tmp_path), *sites]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "fedbrats poc: job job-1 did not finish normally: aborted in round 2 of 3: alive sites 2 < required "
+        "min_clients 3 (site-3 lost) (FINISHED:EXECUTION_EXCEPTION)"
+    )
+    assert main(["poc", "--root", str(tmp_path), *sites, "--min-clients", "2"]) == 0
+    assert given[0]["min_clients"] == 3 and "wait_time_after_min_received" not in given[0]  # every site: as before
+    assert given[1]["min_clients"] == 2 and given[1]["wait_time_after_min_received"] == poc.WAIT_AFTER_MIN
+    with pytest.raises(SystemExit, match="--min-clients must be between 1 and the 3 sites"):
+        main(["poc", "--root", str(tmp_path), *sites, "--min-clients", "4"])
+    with pytest.raises(SystemExit):
+        main(["poc", "--help"])
+    assert "--min-clients N" in capsys.readouterr().out
+
+
+def test_a_poc_system_with_gpus_asks_for_one_per_site_in_the_jobs_meta(tmp_path):
+    values = poc_job_values({"num_rounds": 2}, SITES, gpu=["0", "1"])
+    assert values["gpus"] == {"site-1": 1, "site-2": 1} and values["min_clients"] == 2
+    assert "gpus" not in poc_job_values({}, SITES)
+    recipe = job_recipe("brats_fedavg_demo", {**values, "training": TINY_TRAINING})
+    recipe.export(str(tmp_path))
+    meta = json.load(open(tmp_path / "brats_fedavg_demo" / "meta.json"))
+    assert meta["resource_spec"] == {"site-1": {"num_of_gpus": 1}, "site-2": {"num_of_gpus": 1}}

@@ -5,13 +5,12 @@ and the rounds and the evaluation after the loss wait on the dead site for at mo
 import json
 import os
 import re
-import signal
 import time
 from datetime import datetime
 
 import pytest
 from builders import TINY_TRAINING
-from poc_helpers import processes_naming, read, start_with_tiny_sites, trained_rounds, wait_for
+from poc_helpers import kill_site_during_round, read, start_with_tiny_sites, trained_rounds
 
 from fedbrats.evaluation.report import write_report
 from fedbrats.federation.catalog import job_recipe
@@ -65,13 +64,7 @@ def lost_site(tmp_path_factory):
             "wait_time_after_min_received": WAIT_AFTER_MIN,
         }
         job_id = poc.submit(job_recipe(JOB, values))
-        server_log = os.path.join(poc.participant_dir("server"), job_id, "log.txt")
-        wait_for(lambda: os.path.exists(server_log) and "Round 1 started." in read(server_log), 240, "round 2")
-        time.sleep(1)  # inside round 2: the sites have the task
-        # every process of the site (start script, client, job), the start script first: nothing starts it again
-        for pid in processes_naming(poc.participant_dir(LOST), poc.our_processes()):
-            os.kill(pid, signal.SIGKILL)
-        killed = time.time()
+        killed = kill_site_during_round(poc, LOST, 2, job_id=job_id)
         status = poc.wait(job_id, timeout=600)
         result_dir = poc.download(job_id, os.path.join(tmp, "results"))
         report = write_report(result_dir, os.path.join(tmp, "report"))

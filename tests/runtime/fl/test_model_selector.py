@@ -11,7 +11,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.app_event_type import AppEventType
 
-from fedbrats.runtime.fl.model_selector import SELECTION_FILE, CaseWeightedModelSelector
+from fedbrats.runtime.fl.model_selector import ABORTED, POLICY_VIOLATION, SELECTION_FILE, CaseWeightedModelSelector
 
 SITES = ("site-1", "site-2", "site-3")
 
@@ -72,3 +72,44 @@ def test_every_scored_round_records_when_its_global_model_was_made(selector, mon
     history = json.load(open(path))["history"]
     assert [h["seconds"] for h in history] == [30.0, 45.0]
     assert set(history[0]) == {"round", "score", "sites", "complete", "seconds"}
+
+
+def test_an_abort_for_too_few_live_sites_is_recorded_with_its_round_and_reason(selector):
+    selector, fl_ctx, path = selector
+    selector.record_run_state("/srv/run_state/job-1", "brats_fedavg_demo", 3, fl_ctx)
+    fl_ctx.set_prop(FLContextKey.JOB_META, {"min_clients": 3}, private=True, sticky=False)
+    fl_ctx.set_prop(AppConstants.CURRENT_ROUND, 0, private=True, sticky=False)
+    selector.handle_event(AppEventType.ROUND_STARTED, fl_ctx)
+    selector.handle_event(AppEventType.ROUND_DONE, fl_ctx)
+    fl_ctx.set_prop(AppConstants.CURRENT_ROUND, 1, private=True, sticky=False)
+    selector.handle_event(AppEventType.ROUND_STARTED, fl_ctx)
+    fl_ctx.set_prop(FLContextKey.DISCONNECTED_CLIENT_NAME, "site-3", private=True, sticky=False)
+    selector.handle_event(EventType.CLIENT_DISCONNECTED, fl_ctx)
+    # FLARE's system_panic when the live sites fall below min_clients, then the workflow seeing the abort signal
+    fl_ctx.set_prop(FLContextKey.EVENT_DATA, POLICY_VIOLATION, private=True, sticky=False)
+    selector.handle_event(EventType.FATAL_SYSTEM_ERROR, fl_ctx)
+    selector.record_abort(fl_ctx)
+    selection = json.load(open(path))
+    assert selection["aborted"] == {
+        "round": 2,
+        "rounds_done": 1,
+        "planned": 3,
+        "reason": "alive sites 2 < required min_clients 3 (site-3 lost)",
+    }
+    assert selection["run_state"] == {"folder": "/srv/run_state/job-1", "job": "brats_fedavg_demo", "planned": 3}
+    assert selection["lost"] == {"site-3": 2}
+
+
+def test_an_abort_without_a_reason_takes_the_fatal_error_that_follows(selector):
+    selector, fl_ctx, path = selector
+    selector.record_abort(fl_ctx)
+    assert json.load(open(path))["aborted"]["reason"] == ABORTED
+    fl_ctx.set_prop(FLContextKey.EVENT_DATA, "Result from site-2 is bad", private=True, sticky=False)
+    selector.handle_event(EventType.FATAL_SYSTEM_ERROR, fl_ctx)
+    selector.record_abort(fl_ctx, "another reason")
+    assert json.load(open(path))["aborted"] == {
+        "round": 1,
+        "rounds_done": 0,
+        "planned": None,
+        "reason": "Result from site-2 is bad",
+    }

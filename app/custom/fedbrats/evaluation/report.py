@@ -144,9 +144,14 @@ def short_label(model: str, final_round: Optional[int], best_round: Optional[int
     return f"{model} best local"
 
 
-def build_report(results: dict, selection: Optional[dict] = None) -> dict:
-    """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation."""
+def build_report(results: dict, selection: Optional[dict] = None, env: Optional[str] = None) -> dict:
+    """Report data from ``{evaluating site: {model: metrics}}`` as written by FLARE's cross-site evaluation.
+
+    ``env``: where the job ran (``poc``, ``prod``; None: not known), for the command that resumes an aborted run.
+    """
     history = (selection or {}).get("history") or []
+    aborted = (selection or {}).get("aborted")
+    evaluated = any(results.values())
     participants = set((selection or {}).get("participants") or [])
     given = sorted({m for r in results.values() for m in r if given_model(m)})
     site_models = {m for r in results.values() for m in r} - {FINAL_GLOBAL, BEST_GLOBAL} - set(given)
@@ -156,6 +161,8 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
     sites = sorted(set(results) | site_models | scored | participants, key=site_order)
     # an evaluation job's given models stand where a training job's global models do
     models = (given or [FINAL_GLOBAL, BEST_GLOBAL]) + sorted(site_models, key=site_order)
+    if aborted and not evaluated:  # the cross-site evaluation never ran: nothing to show as missing
+        models = []
     final_round = max((h["round"] for h in history), default=None)
     best_round = (selection or {}).get("best_round")
     splits = {r.get("split") for per_site in results.values() for r in per_site.values() if isinstance(r, dict)} - {
@@ -177,16 +184,65 @@ def build_report(results: dict, selection: Optional[dict] = None) -> dict:
             }
         )
     cases = {s: max((r["sites"][s][N_CASES] for r in rows if r["sites"][s]), default=None) for s in sites}
-    lost = lost_sites(sites, rows, history, final_round, (selection or {}).get("lost") or {})
+    lost = lost_sites(sites, rows, history, final_round, (selection or {}).get("lost") or {}, bool(aborted))
+    ended = abort_text(aborted) if aborted else run_end_text((selection or {}).get("stopped"), final_round)
+    alive = [s for s in sites if s not in lost]
     return {
         "split": ", ".join(sorted(splits)) or "unknown",
-        "ended": run_end_text((selection or {}).get("stopped"), final_round),
+        "ended": ended,
+        "aborted": aborted,
+        "not_evaluated": not_evaluated_text(alive) if aborted and not evaluated else None,
+        "resume": resume_text(aborted, (selection or {}).get("run_state"), sorted(lost), alive, env)
+        if aborted
+        else None,
         "cases": cases,
         "sites": sites,
         "models": rows,
         "lost_sites": lost,
         "warnings": [lost_site_text(s, r) for s, r in lost.items()] + warnings,
     }
+
+
+def abort_text(aborted: dict) -> str:
+    """When and why the job was aborted, from the selection's ``aborted`` entry."""
+    done = aborted.get("rounds_done") or 0
+    planned = f" of {aborted['planned']}" if aborted.get("planned") else ""
+    if aborted.get("round") is not None:
+        when = f"in round {aborted['round']}{planned}, after {done} completed round{'s' if done != 1 else ''}"
+    else:
+        when = f"after its {done} rounds"
+    return f"**The job was aborted** {when}: {aborted['reason']}."
+
+
+def not_evaluated_text(alive: List[str]) -> str:
+    named = " and ".join([", ".join(alive[:-1]), alive[-1]] if len(alive) > 1 else alive)
+    sites = f" {named} {'were' if len(alive) > 1 else 'was'} alive until the abort: not lost." if alive else ""
+    return (
+        "The cross-site evaluation did not run because the job was aborted: no model has a cross-site result." + sites
+    )
+
+
+def resume_text(
+    aborted: dict, run_state: Optional[dict], lost: List[str], alive: List[str], env: Optional[str] = None
+) -> str:
+    """The command that resumes an aborted run from the state its server kept (``--resume-from``)."""
+    done = aborted.get("rounds_done") or 0
+    if done < 1:
+        return "No round was completed, so there is nothing to resume from: submit the job again."
+    if not run_state or not run_state.get("folder"):
+        return "The server kept no run state of this job (no run_state folder was named): it cannot be resumed."
+    flags = {"poc": "--env poc", "sim": ""}.get(env, "--env prod --startup-kit KIT")
+    command = " ".join(f"python jobs/{run_state['job']}/job.py {flags} --resume-from {run_state['folder']}".split())
+    where = "" if env in ("poc", "sim") else " (in a POC system: `--env poc`)"
+    without = (
+        f"; to go on without {', '.join(lost)}, add `--sites {' '.join(alive)} --min-clients {len(alive)}`"
+        if lost and alive
+        else ""
+    )
+    return (
+        f"Resume the run from round {done + 1} (the global model of round {done}) on the server's machine with "
+        f'`{command}`{where}{without} (docs/deployment.md, "Resuming a run after the server restarts").'
+    )
 
 
 def run_end_text(stopped: Optional[dict], final_round: Optional[int]) -> Optional[str]:
@@ -200,16 +256,22 @@ def run_end_text(stopped: Optional[dict], final_round: Optional[int]) -> Optiona
 
 
 def lost_sites(
-    sites: List[str], rows: List[dict], history: List[dict], final_round: Optional[int], disconnected: dict
+    sites: List[str],
+    rows: List[dict],
+    history: List[dict],
+    final_round: Optional[int],
+    disconnected: dict,
+    aborted: bool = False,
 ) -> dict:
     """Sites that scored no model in the cross-site evaluation and either were given up by the server
     (``disconnected``: the round it did) or stopped scoring the global models before the last round; each with the
     last round whose global model it scored (None: none), from the selection's history (the final entry is the final
     model's scoring). A site that scored the final model but no cross-site result is not lost: its evaluation
-    failed, which the report's warnings say model by model."""
+    failed, which the report's warnings say model by model. In an ``aborted`` job only the sites the server gave up
+    are lost: the others were alive until the abort."""
     lost = {}
     for site in sites:
-        if any(row["sites"][site] for row in rows):
+        if any(row["sites"][site] for row in rows) or (aborted and site not in disconnected):
             continue
         answered = [h["round"] for h in history if site in h.get("sites", {})]
         last = max(answered, default=None)
@@ -344,17 +406,16 @@ def to_markdown(report: dict) -> str:
     with_hd95 = any(row["average"] and HD95_METRICS[0] in row["average"] for row in report["models"])
     with_detection = any(row["average"] and SENSITIVITY_METRICS[0] in row["average"] for row in report["models"])
     figures = report.get("figures") or {}
-    lines = [
-        "# Cross-site evaluation",
-        "",
-        f"Split: {report['split']}; cases per site: {cases}. "
-        "AVE is weighted by each site's number of cases: (sum of x_s n_s) / (sum of n_s)."
-        + (f" {HD95_NOTE}" if with_hd95 else "")
-        + (f" {DETECTION_NOTE}" if with_detection else ""),
-        "",
-    ]
-    if report.get("ended"):
-        lines += [report["ended"], ""]
+    lines = ["# Cross-site evaluation", ""]
+    if report["models"]:
+        lines += [
+            f"Split: {report['split']}; cases per site: {cases}. "
+            "AVE is weighted by each site's number of cases: (sum of x_s n_s) / (sum of n_s)."
+            + (f" {HD95_NOTE}" if with_hd95 else "")
+            + (f" {DETECTION_NOTE}" if with_detection else ""),
+            "",
+        ]
+    lines += [f"{report[k]}\n" for k in ("ended", "not_evaluated", "resume") if report.get(k)]
     lost = report.get("lost_sites") or {}
     if lost:
         lines += ["**Sites lost during the run:**", ""] + [f"- {lost_site_text(s, i)}" for s, i in lost.items()]
@@ -363,8 +424,9 @@ def to_markdown(report: dict) -> str:
         lines += [f"## {row['label']}", ""] + region_table(row["sites"], row["average"]) + [""]
         detection = detection_table(row["sites"], row["average"])
         lines += detection + ([""] if detection else [])
-    lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
-    lines.append("|---" * (len(report["sites"]) + 2) + "|")
+    if report["models"]:
+        lines += ["## Mean Dice, model x site", "", "| model | " + " | ".join(report["sites"]) + " | AVE |"]
+        lines.append("|---" * (len(report["sites"]) + 2) + "|")
     for row in report["models"]:
         cells = [_fmt(row["sites"][s][MEAN_DICE] if row["sites"][s] else None) for s in report["sites"]]
         lines.append(
@@ -380,23 +442,34 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_report(source: str, out_dir: Optional[str] = None) -> dict:
+def write_report(
+    source: str, out_dir: Optional[str] = None, env: Optional[str] = None, failure: Optional[dict] = None
+) -> dict:
     """Read a finished simulator workspace or downloaded job result; write report.md, report.json and the pictures.
 
     The learning curves come from the sites' TensorBoard events below ``source`` (a simulator workspace holds
-    them) and from the server's selection history.
+    them) and from the server's selection history. An aborted job (the selection's ``aborted`` entry, else
+    ``failure``, as :func:`fedbrats.evaluation.outcome.job_failure` gives it) is reported without cross-site
+    results when its evaluation never ran. ``env``: where the job ran, for the command that resumes it.
     """
     results_path = find_file(source, RESULTS_FILE)
-    if results_path is None:
-        raise FileNotFoundError(f"no {RESULTS_FILE} under {source}: did the job's cross-site evaluation finish?")
-    with open(results_path) as f:
-        results = json.load(f)
-    selection_path = find_file(os.path.dirname(os.path.dirname(results_path)), SELECTION_FILE)
+    selection_path = find_file(
+        os.path.dirname(os.path.dirname(results_path)) if results_path else source, SELECTION_FILE
+    )
     selection = json.load(open(selection_path)) if selection_path else None
-    report = build_report(results, selection)
-    report["source"] = os.path.abspath(results_path)
+    if failure and selection is not None and not selection.get("aborted"):
+        selection["aborted"] = {k: failure.get(k) for k in ("round", "rounds_done", "planned", "reason")}
+    if results_path is None and not (selection or {}).get("aborted"):
+        raise FileNotFoundError(f"no {RESULTS_FILE} under {source}: did the job's cross-site evaluation finish?")
+    results = {}
+    if results_path:
+        with open(results_path) as f:
+            results = json.load(f)
+    report = build_report(results, selection, env)
+    found = results_path or selection_path
+    report["source"] = os.path.abspath(found)
     report["curves"] = learning_curves(source if os.path.isdir(source) else None, selection)
-    out_dir = out_dir or os.path.dirname(os.path.dirname(results_path))
+    out_dir = out_dir or os.path.dirname(os.path.dirname(found))
     os.makedirs(out_dir, exist_ok=True)
     report["figures"] = write_figures(report, out_dir)
     write_json(os.path.join(out_dir, "report.json"), report)

@@ -109,7 +109,7 @@ def plot_dice_boxes(report: dict, path: str) -> Optional[str]:
 
 def write_figures(report: dict, out_dir: str) -> Dict[str, str]:
     """Draw every picture the report's data allows into ``out_dir``; returns {kind: file name}."""
-    drawn = {"heatmap": plot_heatmap(report, os.path.join(out_dir, HEATMAP_PNG))}
+    drawn = {"heatmap": plot_heatmap(report, os.path.join(out_dir, HEATMAP_PNG)) if report["models"] else None}
     drawn["curves"] = plot_curves(report.get("curves") or {}, os.path.join(out_dir, CURVES_PNG))
     drawn["dice_boxes"] = plot_dice_boxes(report, os.path.join(out_dir, BOXES_PNG))
     return {kind: os.path.basename(path) for kind, path in drawn.items() if path}

@@ -7,12 +7,14 @@ running it.
 import argparse
 import inspect
 import os
+import sys
 from typing import Callable, Optional
 
 from nvflare.recipe.prod_env import ProdEnv
 from nvflare.recipe.run import Run
 from nvflare.recipe.spec import ExecEnv
 
+from fedbrats.evaluation.outcome import failure_text, server_failure
 from fedbrats.evaluation.report import RESULTS_FILE, find_file, write_report
 from fedbrats.federation.envs import BratsSimEnv, RunningPocEnv, kit_user
 from fedbrats.federation.eval_recipe import add_model_arguments, model_overrides
@@ -69,18 +71,29 @@ def make_env(args: argparse.Namespace, recipe: BratsFedAvgRecipe) -> ExecEnv:
     return ProdEnv(startup_kit_location=args.startup_kit, username=kit_user(args.startup_kit))
 
 
-def finish(run: Run, args: argparse.Namespace) -> None:
-    """Wait for the result (unless told not to) and print the cross-site evaluation report."""
+def finish(run: Run, args: argparse.Namespace) -> int:
+    """Wait for the result (unless told not to) and print the cross-site evaluation report; returns 1 when the job did
+    not finish normally, after a line saying when and why."""
     print(f"job id: {run.get_job_id()}")
     if args.env != "sim" and args.no_wait:
-        return
+        return 0
     result = run.get_result(timeout=args.timeout)
+    status = None if args.env == "sim" else run.get_status()  # the simulator's failures raise in execute
     if not result:
-        print(f"no result yet; status: {run.get_status()}")
-        return
+        print(f"no result yet; status: {status}")
+        return 0
     print(f"result: {os.path.abspath(result)}")
-    if find_file(result, RESULTS_FILE):
-        print(write_report(result)["markdown"])
+    failure = server_failure(os.path.join(result, "workspace"), status)
+    if find_file(result, RESULTS_FILE) or failure:
+        try:
+            print(write_report(result, env=args.env, failure=failure)["markdown"])
+        except FileNotFoundError:
+            pass
+    if failure:
+        sys.stdout.flush()
+        print(f"job {run.get_job_id()} did not finish normally: {failure_text(failure)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 Recipe = Callable[[Optional[dict]], BratsFedAvgRecipe]
@@ -92,6 +105,7 @@ def run_job(recipe: Recipe, doc: Optional[str] = None, argv=None) -> None:
     args = parse_args(doc, argv)
     # a job is named by its folder, jobs/<name>/job.py
     name = os.path.basename(os.path.dirname(os.path.abspath(inspect.getfile(recipe))))
+    env = None
     try:
         if args.resume_from:
             if args.models:
@@ -100,7 +114,19 @@ def run_job(recipe: Recipe, doc: Optional[str] = None, argv=None) -> None:
             job = BratsFedAvgRecipe.of(resume_definition(args.resume_from, name, overrides_from_args(args)))
         else:
             job = recipe({**overrides_from_args(args), **model_overrides(args)})
-        run = job.execute(make_env(args, job))
+        env = make_env(args, job)
+        run = job.execute(env)
     except (RuntimeError, ValueError) as e:
-        raise SystemExit(f"{name}: {e}") from None
-    finish(run, args)
+        failure = simulation_failure(env)
+        message = f"the job did not finish normally: {failure_text(failure)}" if failure else str(e)
+        raise SystemExit(f"{name}: {message}") from None
+    code = finish(run, args)
+    if code:
+        raise SystemExit(code)
+
+
+def simulation_failure(env: Optional[ExecEnv]) -> Optional[dict]:
+    """When and why the job of a failed simulator run ended, from the workspace of ``env``; None for another env."""
+    if not isinstance(env, BratsSimEnv) or not env.last_run_failed or not env.job_name:
+        return None
+    return server_failure(os.path.join(env.workspace_root, env.job_name, "server", "simulate_job"), "simulator failed")

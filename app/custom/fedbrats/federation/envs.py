@@ -33,8 +33,11 @@ class BratsSimEnv(SimEnv):
         super().__init__(clients=clients, workspace_root=os.path.abspath(workspace_root), **kwargs)
         self.data_root, self.synthetic_cases = data_root, synthetic_cases
         self.site_grades = list(site_grades) if site_grades else parse_sites(clients)
+        self.job_name = ""
+        """The job deployed last: its workspace is ``<workspace_root>/<job_name>``."""
 
     def deploy(self, job: FedJob) -> str:
+        self.job_name = job.name
         if not self.data_root:
             if not self.synthetic_cases:
                 raise ValueError(f"job {job.name} runs on real data: give its data root (--data-root)")

@@ -15,15 +15,9 @@ from fedbrats.evaluation.report import _fmt
 from fedbrats.federation.options import parse_named_values
 from fedbrats.federation.privacy import PRIVACY_FILTERS, privacy_arguments
 from fedbrats.federation.training import CPU_RECIPE
-from fedbrats.research.study import (
-    FEDAVG,
-    benchmark,
-    fingerprint,
-    run_arm,
-    study_data,
-    summary,
-    test_loaders,
-)
+from fedbrats.research.study import summary
+from fedbrats.research.study_arms import FEDAVG, fingerprint, run_arm
+from fedbrats.research.study_data import benchmark, study_data, test_loaders
 from fedbrats.research.study_report import comparison_table
 from fedbrats.runtime.constants import MEAN_DICE
 from fedbrats.runtime.data.datalist import write_json

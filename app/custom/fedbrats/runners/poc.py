@@ -8,12 +8,15 @@ import argparse
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Dict, List, Optional, Sequence, Union
 
+from fedbrats.evaluation.outcome import UNFINISHED, failure_text, job_failure, read_logs, server_failure
 from fedbrats.evaluation.report import write_report
 from fedbrats.federation.catalog import DEMO_JOB, EVAL_JOB, job_definition, job_names, job_recipe
 from fedbrats.federation.envs import RunningPocEnv
@@ -27,6 +30,10 @@ from fedbrats.runtime.fl.site_data import SITE_SETTINGS_FILE
 
 FL_PORT = 8002
 """Port of a POC system's server (FL and admin traffic), FLARE's default."""
+
+WAIT_AFTER_MIN = 60
+"""Seconds a round of ``fedbrats poc --min-clients N`` waits for the other sites once N have answered (when the job
+sets no wait): the results of sites that are merely slower still count."""
 
 HEART_BEAT_TIMEOUT = 30.0
 """Seconds without a heartbeat after which the server drops a site (FLARE: 600). Sites send one every 10 s from
@@ -157,6 +164,16 @@ class PocSystem:
                 "job", "wait", job_id, "--timeout", str(int(timeout)), timeout=timeout + 60, check=False
             )
 
+    def job_status(self, job_id: str, waited: str = "") -> Optional[str]:
+        """FLARE's status of the job (``FINISHED:COMPLETED`` when it finished normally), from its meta, else from the
+        output ``waited`` of ``nvflare job wait``; None when neither says."""
+        try:
+            meta = json.loads(self.nvflare("--format", "json", "job", "meta", job_id, timeout=120, check=False))
+            return meta["data"]["status"]
+        except (ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
+            found = re.search(r"status: (\S+)(?: \((\S+)\))?", waited)
+            return (found.group(2) or found.group(1)) if found else None
+
     def download(self, job_id: str, out_dir: str) -> str:
         self.nvflare("job", "download", job_id, "-o", out_dir, "--force")
         return os.path.join(out_dir, job_id)
@@ -196,6 +213,17 @@ def make_site_data(root: str, sites: Sequence[Union[str, SiteSpec]], cases: int)
     return data
 
 
+def poc_job_values(overrides: Optional[dict], sites: List[str], gpu: Optional[List[str]] = None) -> dict:
+    """The job's values on this POC system: its sites, every one of them awaited unless ``min_clients`` says
+    otherwise, and with ``gpu`` one GPU asked for per site."""
+    values = {**(overrides or {}), "sites": sites}
+    if values.get("min_clients") is None:
+        values["min_clients"] = len(sites)
+    if gpu and values.get("gpus") is None:
+        values["gpus"] = {site: 1 for site in sites}
+    return values
+
+
 def round_trip(
     root: str,
     job: str = DEMO_JOB,
@@ -228,19 +256,30 @@ def round_trip(
             print(f"[poc]     {site}: data root {d['data_root']} (setting in {path})", flush=True)
         print("[poc] 2/6 starting server and sites", flush=True)
         poc.start(gpu)
-        job_values = {**(overrides or {}), "sites": sites}
-        if job_values.get("min_clients") is None:
-            job_values["min_clients"] = len(sites)
-        recipe = job_recipe(job, job_values)
+        recipe = job_recipe(job, poc_job_values(overrides, sites, gpu))
         job_id = poc.submit(recipe)
         print(f"[poc] 3/6 submitted {os.path.join(poc.root, 'jobs', recipe.name)} as job {job_id}", flush=True)
         print(f"[poc] 4/6 waiting for the job (timeout {timeout:.0f} s)", flush=True)
-        status = poc.wait(job_id, timeout)
-        print(f"[poc]     {status.strip().splitlines()[-1] if status.strip() else 'done'}", flush=True)
-        result_dir = poc.download(job_id, os.path.join(poc.root, "results"))
-        print(f"[poc] 5/6 downloaded the result to {result_dir}", flush=True)
-        report = write_report(result_dir, os.path.join(poc.root, "report"))
-        print("[poc] 6/6 cross-site evaluation report\n" + report["markdown"], flush=True)
+        waited = poc.wait(job_id, timeout)
+        status = poc.job_status(job_id, waited)
+        print(f"[poc]     job {job_id}: {status or 'status unknown'}", flush=True)
+        if status in UNFINISHED:
+            failure = job_failure(status)
+            report = {"markdown": "", "paths": [], "failure": failure, "status": status, "result_dir": None}
+        else:
+            result_dir = poc.download(job_id, os.path.join(poc.root, "results"))
+            print(f"[poc] 5/6 downloaded the result to {result_dir}", flush=True)
+            report = job_report(poc, job_id, status, result_dir)
+            print("[poc] 6/6 cross-site evaluation report\n" + report["markdown"], flush=True)
+        if report["failure"]:
+            print(f"[poc]     the job did not finish normally: {failure_text(report['failure'])}", flush=True)
+            if report.get("resume") and "--resume-from" in report["resume"]:
+                workspace = f"NVFLARE_POC_WORKSPACE={poc.env['NVFLARE_POC_WORKSPACE']}"
+                print(
+                    f"[poc]     to resume it, start this POC system again ({workspace} nvflare poc start -ex "
+                    f"admin@nvidia.com, this environment first on PATH) and run the report's command with {workspace}",
+                    flush=True,
+                )
         report.update(
             {
                 "job_id": job_id,
@@ -257,6 +296,23 @@ def round_trip(
         for s, handler in previous.items():
             signal.signal(s, handler)
         print(f"[poc] stopped; logs under {os.path.join(poc.root, 'poc')} (each participant's log.txt)", flush=True)
+
+
+def job_report(poc: PocSystem, job_id: str, status: Optional[str], result_dir: str) -> dict:
+    """The report of a downloaded job, with ``failure`` (None when the job finished normally, else when and why it
+    ended, from the server's logs and selection) and ``resume`` (the command resuming an aborted run, or None)."""
+    server = read_logs([os.path.join(poc.participant_dir("server"), "log.txt")])  # every job's: this one's lines
+    failure = server_failure(
+        os.path.join(result_dir, "workspace"), status, "\n".join(line for line in server.splitlines() if job_id in line)
+    )
+    try:
+        report = write_report(result_dir, os.path.join(poc.root, "report"), env="poc", failure=failure)
+    except FileNotFoundError:
+        if not failure:
+            raise
+        report = {"markdown": "(no report: the job left no cross-site results and no model selection)", "paths": []}
+    report.update({"failure": failure, "status": status, "result_dir": result_dir})
+    return report
 
 
 def _raise_interrupt(signum, frame):
@@ -291,8 +347,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SITE=ROOT[,DATALIST]",
         help="each site's own data root (and datalist), instead of --sites on synthetic data",
     )
+    parser.add_argument(
+        "--min-clients",
+        type=int,
+        metavar="N",
+        help="sites the job needs: FLARE aborts it when fewer are alive, and a round goes on once N have answered "
+        f"and the others had {WAIT_AFTER_MIN} s more (default: every site)",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--gpu", nargs="+", help="GPU ids for the sites (nvflare poc start -gpu)")
+    parser.add_argument(
+        "--gpu", nargs="+", help="GPU ids for the sites (nvflare poc start -gpu); the job asks for one GPU per site"
+    )
 
 
 def parse_site_data(items: List[str]) -> Dict[str, Dict[str, str]]:
@@ -306,7 +371,8 @@ def parse_site_data(items: List[str]) -> Dict[str, Dict[str, str]]:
     return out
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
+    """Exit code 1 when the job did not finish normally."""
     if args.sites and args.site_data:
         raise SystemExit("fedbrats poc: give --sites (synthetic data) or --site-data (each site's own), not both")
     site_data = parse_site_data(args.site_data) if args.site_data else None
@@ -314,6 +380,19 @@ def run(args: argparse.Namespace) -> None:
         sites = parse_sites(sorted(site_data) if site_data else args.sites or synthetic_sites(args.job))
     except ValueError as e:
         raise SystemExit(f"fedbrats poc: {e}") from None
-    overrides = {"num_rounds": args.rounds, "min_clients": len(sites)}
+    min_clients = len(sites) if args.min_clients is None else args.min_clients
+    if not 1 <= min_clients <= len(sites):
+        raise SystemExit(f"fedbrats poc: --min-clients must be between 1 and the {len(sites)} sites")
+    overrides = {"num_rounds": args.rounds, "min_clients": min_clients}
+    if min_clients < len(sites) and not job_definition(args.job).wait_time_after_min_received:
+        overrides["wait_time_after_min_received"] = WAIT_AFTER_MIN
     report = round_trip(args.root, args.job, overrides, site_data, args.cases, args.timeout, args.gpu, sites)
-    print(f"[poc] round trip took {report['seconds']:.0f} s; report: {', '.join(report['paths'])}")
+    print(f"[poc] round trip took {report['seconds']:.0f} s; report: {', '.join(report['paths']) or 'none'}")
+    if report["failure"]:
+        sys.stdout.flush()
+        print(
+            f"fedbrats poc: job {report['job_id']} did not finish normally: {failure_text(report['failure'])}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

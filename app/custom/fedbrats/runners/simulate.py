@@ -13,6 +13,7 @@ import sys
 import time
 from typing import List, Optional
 
+from fedbrats.evaluation.outcome import failure_text, read_logs, server_failure
 from fedbrats.runners.processes import flare_env, stop_marked, stop_process_group
 from fedbrats.runners.progress import LogFollower
 from fedbrats.runtime.fl.site_data import SITES_ENV, write_site_settings
@@ -26,6 +27,22 @@ processes after FLARE moved its site workers into sessions of their own."""
 
 def simulator_log(workspace: str) -> str:
     return os.path.abspath(workspace).rstrip(os.sep) + ".log"
+
+
+class JobFailed(RuntimeError):
+    """A job that did not finish normally; ``failure``: when and why, as :func:`fedbrats.evaluation.outcome.job_failure`
+    gives it."""
+
+    def __init__(self, message: str, failure: dict):
+        super().__init__(message)
+        self.failure = failure
+
+
+def simulation_failure(workspace: str, code: int) -> Optional[dict]:
+    """None when the simulator's job finished normally, else when and why it ended: from the simulator's exit code
+    ``code``, the ``aborted`` entry of the server's model selection and the server's log."""
+    job = os.path.join(os.path.abspath(workspace), "server", "simulate_job")
+    return server_failure(job, f"simulator exit code {code}" if code else None, read_logs([simulator_log(workspace)]))
 
 
 def run_simulator(
@@ -66,8 +83,9 @@ def run_simulator(
     finally:
         stop_process_group(proc)
         stop_marked(SIMULATION_MARK, mark)  # the site workers, which run in sessions of their own
-    if code != 0:
-        raise RuntimeError(f"the simulator exited with {code}; see {log_path}")
+    failure = simulation_failure(workspace, code)
+    if failure:
+        raise JobFailed(f"the job did not finish normally: {failure_text(failure)}; see {log_path}", failure)
     return time.time() - start
 
 
@@ -82,11 +100,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", help="GPU ids for the clients, e.g. 0,1 (site-1 on GPU 0, site-2 on GPU 1)")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
+    """Exit code 1 when the job did not finish normally."""
     settings = None
     if args.data_root:
         data = {s: {"data_root": args.data_root} for s in args.sites}
         # beside the workspace, not in it: the simulator empties its workspace when it starts
         settings = write_site_settings(os.path.abspath(args.workspace).rstrip(os.sep) + ".sites.json", data)
-    seconds = run_simulator(args.job, args.workspace, args.sites, args.threads, settings, args.gpu)
+    try:
+        seconds = run_simulator(args.job, args.workspace, args.sites, args.threads, settings, args.gpu)
+    except JobFailed as e:
+        sys.stdout.flush()
+        print(f"fedbrats simulate: {e}", file=sys.stderr)
+        return 1
     print(f"[simulator] finished in {seconds:.0f} s; results in {os.path.abspath(args.workspace)}/server/simulate_job")
+    return 0

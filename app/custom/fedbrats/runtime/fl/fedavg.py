@@ -90,9 +90,11 @@ class FinalModelScoring(RunStatusReporting):
 
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext) -> None:
         super().control_flow(abort_signal, fl_ctx)
+        selector = fl_ctx.get_engine().get_component(self.model_selector_id)
+        if abort_signal.triggered and isinstance(selector, CaseWeightedModelSelector):
+            selector.record_abort(fl_ctx)  # keeps the reason of a fatal error recorded before
         if abort_signal.triggered or (self.rounds_done != self.planned_rounds and not self.stopped_early):
             return
-        selector = fl_ctx.get_engine().get_component(self.model_selector_id)
         if not isinstance(selector, CaseWeightedModelSelector):
             self.log_warning(fl_ctx, f"no model selector {self.model_selector_id!r}: final global model not scored")
             return
@@ -109,6 +111,9 @@ class FinalModelScoring(RunStatusReporting):
             fl_ctx=fl_ctx,
             abort_signal=abort_signal,
         )
+        if abort_signal.triggered:
+            selector.record_abort(fl_ctx)
+            return
         scores = {}
         for client_task in task.client_tasks:
             site = client_task.client.name

@@ -10,6 +10,7 @@ from nvflare.apis.dxo import MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_constant import FLContextKey
 from nvflare.apis.fl_context import FLContext
+from nvflare.apis.job_def import job_from_meta
 from nvflare.app_common.app_constant import AppConstants
 from nvflare.app_common.app_event_type import AppEventType
 from nvflare.widgets.widget import Widget
@@ -17,6 +18,10 @@ from nvflare.widgets.widget import Widget
 from fedbrats.runtime.constants import MEAN_DICE, N_CASES
 
 SELECTION_FILE = "global_model_selection.json"
+POLICY_VIOLATION = "Aborting job due to deployment policy violation"
+"""FLARE's reason for aborting a job whose live sites fell below its ``min_clients`` (it logs the numbers only)."""
+ABORTED = "the job was aborted (by an admin, or by FLARE after a site's failure)"
+"""The reason recorded for an abort that came without one (no fatal error was raised on the server)."""
 
 
 def weighted_score(scores: Dict[str, Tuple[float, int]]) -> Optional[float]:
@@ -61,6 +66,12 @@ class CaseWeightedModelSelector(Widget):
         """The sites whose scores chose the best model so far."""
         self.stopped: Optional[dict] = None
         """Why the rounds ended before the planned total: ``{"round", "planned", "reason"}``."""
+        self.aborted: Optional[dict] = None
+        """Why and when the job was aborted: ``{"round"`` (None: after the rounds), ``"rounds_done", "planned",
+        "reason"}``."""
+        self.run_state: Optional[dict] = None
+        """Where the run's state is kept for a resume: ``{"folder", "job", "planned"}`` (the run state keeper says)."""
+        self._rounds_done = 0
         self._round = 0
         self._scores: Dict[str, Tuple[float, int]] = {}
         self._run_start = time.time()
@@ -72,15 +83,19 @@ class CaseWeightedModelSelector(Widget):
             self.best_score, self.best_round, self.history, self.best_sites = -math.inf, None, [], None
             # the job's sites: the report names a site that is lost during the run even when it sent nothing
             self.participants = sorted(c.name for c in fl_ctx.get_engine().get_clients())
-            self.lost, self.stopped = {}, None
+            self.lost, self.stopped, self.aborted, self._rounds_done = {}, None, None, 0
             self._run_start, self._model_seconds = time.time(), {}
         elif event_type == AppEventType.ROUND_DONE:
             done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
             if done is not None:
                 self._model_seconds[done + 1] = time.time() - self._run_start
+                self._rounds_done = done + 1
         elif event_type == AppEventType.ROUND_STARTED:
             self._scores = {}
-            self._round = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) or 0
+            self._round = self._rounds_done = fl_ctx.get_prop(AppConstants.CURRENT_ROUND) or 0
+        elif event_type == EventType.FATAL_SYSTEM_ERROR:
+            reason = str(fl_ctx.get_prop(FLContextKey.EVENT_DATA, "") or "fatal system error")
+            self.record_abort(fl_ctx, self._policy_reason(fl_ctx) if reason == POLICY_VIOLATION else reason)
         elif event_type == EventType.CLIENT_DISCONNECTED:
             site = fl_ctx.get_prop(FLContextKey.DISCONNECTED_CLIENT_NAME)
             self.lost[site] = self._round + 1
@@ -163,6 +178,43 @@ class CaseWeightedModelSelector(Widget):
         self.stopped = {"round": rounds_done, "planned": planned, "reason": reason}
         self._write(fl_ctx)
 
+    def record_abort(self, fl_ctx: FLContext, reason: Optional[str] = None) -> None:
+        """The job is aborted, for ``reason`` (None: unknown); the first reason given is kept."""
+        if self.aborted is not None and (reason is None or self.aborted["reason"] != ABORTED):
+            return
+        planned = (self.run_state or {}).get("planned")
+        running = not self.stopped and (not planned or self._rounds_done < planned)
+        self.aborted = {
+            "round": self._rounds_done + 1 if running else None,
+            "rounds_done": self._rounds_done,
+            "planned": planned,
+            "reason": reason or ABORTED,
+        }
+        when = f"in round {self.aborted['round']}" if running else f"after round {self._rounds_done}"
+        self.log_error(fl_ctx, f"job aborted {when}: {self.aborted['reason']}")
+        self._write(fl_ctx)
+
+    def _policy_reason(self, fl_ctx: FLContext) -> str:
+        """What FLARE's policy check found, in words: the sites alive against ``min_clients``, or a required site
+        lost."""
+        alive = [s for s in self.participants if s not in self.lost]
+        lost = f" ({', '.join(sorted(self.lost))} lost)" if self.lost else ""
+        try:
+            job = job_from_meta(fl_ctx.get_prop(FLContextKey.JOB_META) or {})
+        except Exception:
+            job = None
+        if not alive:
+            return f"every site was lost{lost}"
+        if job is not None and len(alive) < job.min_sites:
+            return f"alive sites {len(alive)} < required min_clients {job.min_sites}{lost}"
+        required = [s for s in (job.required_sites if job else []) if s in self.lost]
+        return f"required sites lost: {', '.join(required)}" if required else POLICY_VIOLATION
+
+    def record_run_state(self, folder: str, job: str, planned: int, fl_ctx: FLContext) -> None:
+        """The run's state is kept in ``folder`` (job ``job``, ``planned`` rounds in all): what a resume starts from."""
+        self.run_state = {"folder": folder, "job": job, "planned": planned}
+        self._write(fl_ctx)
+
     def selection(self) -> dict:
         """Best round, its score, every round's scores so far and the job's sites."""
         best_score = self.best_score if self.best_round is not None else None
@@ -174,6 +226,8 @@ class CaseWeightedModelSelector(Widget):
             "participants": list(self.participants),
             "lost": dict(self.lost),
             "stopped": self.stopped,
+            "aborted": self.aborted,
+            "run_state": self.run_state,
         }
 
     def restore(self, selection: dict, fl_ctx: FLContext) -> None:

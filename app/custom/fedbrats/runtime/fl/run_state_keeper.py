@@ -10,6 +10,7 @@ from nvflare.app_common.app_event_type import AppEventType
 from nvflare.widgets.widget import Widget
 
 from fedbrats.runtime.fl.flare_compat import serialize_always
+from fedbrats.runtime.fl.model_selector import CaseWeightedModelSelector
 from fedbrats.runtime.run_state import (
     BEST_MODEL_FILE,
     GLOBAL_MODEL_FILE,
@@ -83,6 +84,8 @@ class RunStateKeeper(Widget):
                 f"resuming the run of {self.resume_from} after round {earlier['rounds_done']} of {self.num_rounds} "
                 f"(best global model so far: round {earlier.get('best_round')})",
             )
+        if isinstance(selector, CaseWeightedModelSelector):  # the report of an aborted run names it for a resume
+            selector.record_run_state(self.folder, self.job_name, self.num_rounds, fl_ctx)
         self._record(fl_ctx)
         self.log_info(fl_ctx, f"run state kept in {self.folder}")
 
