@@ -11,9 +11,11 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
+from torch.nn.parallel import DistributedDataParallel
 
+from fedbrats.runtime import distributed
 from fedbrats.runtime.constants import MALLOC_TUNING_ENV, N_CASES, REGIONS
-from fedbrats.runtime.data.loaders import data_errors
+from fedbrats.runtime.data.loaders import data_errors, unwrapped
 from fedbrats.runtime.metrics import case_metrics, site_metrics
 from fedbrats.runtime.model import build_model, segmentation_logits
 from fedbrats.runtime.settings import TrainSettings
@@ -33,8 +35,9 @@ def select_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def configure_cpu(num_threads: int = 0) -> int:
-    """Set torch's CPU threads (``num_threads`` or one per usable core) and keep freed memory for reuse.
+def configure_cpu(num_threads: int = 0, processes: int = 1) -> int:
+    """Set torch's CPU threads (``num_threads``, or the usable cores shared by ``processes`` training processes) and
+    keep freed memory for reuse.
 
     glibc returns the large activation buffers of 3D networks to the OS after every step and
     page-faults them back in on the next one; raising its mmap and trim thresholds saves about
@@ -51,7 +54,8 @@ def configure_cpu(num_threads: int = 0) -> int:
     except (OSError, AttributeError):
         pass
     if num_threads <= 0:
-        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        num_threads = max(1, cores // max(processes, 1))
     torch.set_num_threads(num_threads)
     return num_threads
 
@@ -80,17 +84,28 @@ def segmentation_loss(name: str) -> _Loss:
 
 
 class SegmentationEngine:
-    """Model, Dice + VAE loss, Adam and (on CUDA) AMP for one site."""
+    """Model, Dice + VAE loss, Adam and (on CUDA) AMP for one site.
+
+    When the process is one of several ranks of the site (:mod:`fedbrats.runtime.distributed`), training steps go
+    through PyTorch's ``DistributedDataParallel``: each rank trains on its own batches and the gradients are averaged;
+    ``model`` stays the plain network (weights, validation)."""
 
     def __init__(self, settings: TrainSettings, device: Optional[torch.device] = None):
         self.settings = settings
-        self.device = device or select_device()
+        ranks = distributed.current()
+        self.device = device or (ranks.device if ranks else select_device())
         if self.device.type == "cpu":
-            configure_cpu(settings.num_threads)
+            configure_cpu(settings.num_threads, distributed.local_processes())
         else:
             torch.backends.cudnn.benchmark = True
         self.use_amp = settings.amp and self.device.type == "cuda"
         self.model = build_model(settings).to(self.device)
+        self.train_model = self.model
+        """What training steps run: the model, or DDP around it with several ranks."""
+        if ranks is not None:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # MONAI's SegResNetVAE never uses its ``vae_fc2`` (the VAE's standard deviation is fixed by default)
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         self.loss_fn = segmentation_loss(settings.loss)
         self.reset_optimizer()
 
@@ -156,25 +171,53 @@ class SegmentationEngine:
         """``steps`` optimiser steps, starting new passes over ``loader`` as needed (at most ``passes``).
 
         Returns the mean ``loss`` and its parts (``loss_segmentation``, ``loss_vae`` before its weight), ``steps``,
-        ``crops`` and ``seconds``."""
+        ``crops``, ``seconds`` and whether ``should_stop`` ended them (``stopped``). With several ranks, each takes the
+        same steps on the batches of its own ``loader``, the ranks :func:`~fedbrats.runtime.distributed.agree` before
+        every step (a batch each, a pass over, a stop, a failure), ``steps`` counts the optimiser steps (each of every
+        rank's batches), ``crops`` those of all ranks and the losses are their mean."""
         self.model.train()
         total = torch.zeros(3, device=self.device)
         done, passes_done, crops, start = 0, 0, 0, time.time()
+        batches, pass_start, stopped = None, 0, False
         with data_errors():
-            while done < steps and passes_done < passes and not should_stop():
-                before = done
-                for batch in loader:
-                    if done >= steps or should_stop():
-                        break
-                    total += self._step(batch, regulariser)
-                    done += 1
-                    crops += len(batch["image"])
-                    if after_step is not None:
-                        after_step(self.model)
-                passes_done += 1
-                if done == before:
+            while done < steps and passes_done < passes:
+                status, batch, error = distributed.OK, None, None
+                if should_stop():
+                    status = distributed.STOP
+                else:
+                    if batches is None:
+                        batches, pass_start = iter(loader), done
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        status = distributed.END
+                    except Exception as e:
+                        error = unwrapped(e)
+                status = distributed.agree(status, error)
+                if status == distributed.STOP:
+                    stopped = True
                     break
-        loss, segmentation, vae = (total / max(done, 1)).tolist()
+                if status == distributed.END:
+                    passes_done, batches = passes_done + 1, None
+                    if done == pass_start:
+                        break
+                    continue
+                try:
+                    total += self._step(batch, regulariser)
+                except Exception as e:
+                    failure = distributed.leave(e)  # alone: e itself
+                    if failure is e:
+                        raise
+                    raise failure from e
+                done += 1
+                crops += len(batch["image"])
+                if after_step is not None:
+                    after_step(self.model)
+        figures = (total / max(done, 1)).tolist()  # plain numbers: the losses are MONAI MetaTensors
+        if distributed.current() is not None:
+            summed = distributed.sum_over_ranks(torch.tensor([*figures, float(crops)], dtype=torch.float64))
+            figures, crops = (summed[:3] / distributed.world_size()).tolist(), int(summed[3])
+        loss, segmentation, vae = figures
         return {
             "loss": loss,
             "loss_segmentation": segmentation,
@@ -182,6 +225,7 @@ class SegmentationEngine:
             "steps": done,
             "crops": crops,
             "seconds": time.time() - start,
+            "stopped": stopped,
         }
 
     def _step(self, batch: Dict[str, torch.Tensor], regulariser: Regulariser = None) -> torch.Tensor:
@@ -190,7 +234,7 @@ class SegmentationEngine:
         labels = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            logits, vae_loss = self.model(images)
+            logits, vae_loss = self.train_model(images)
             segmentation = self.loss_fn(logits.float(), labels)
             loss = segmentation + self.settings.vae_weight * vae_loss.float()
         if regulariser is not None:

@@ -2,12 +2,13 @@
 
 import contextlib
 import logging
+import math
 import multiprocessing
-from typing import Iterator, List
+from typing import Iterator, List, Sequence
 
 from monai.data import DataLoader, Dataset
 
-from fedbrats.runtime.data.cache import CachedCases, CachePlan
+from fedbrats.runtime.data.cache import CachedCases, CachePlan, available_memory
 from fedbrats.runtime.data.compact import CompactCased
 from fedbrats.runtime.data.datalist import resolve_datalist
 from fedbrats.runtime.data.transforms import after_cache_transforms, eval_transforms
@@ -28,6 +29,16 @@ def root_data_error(exc: BaseException):
     return None
 
 
+def unwrapped(exc: BaseException) -> BaseException:
+    """The BratsDataError behind ``exc`` as itself (MONAI wraps it in its own errors), or ``exc``."""
+    cause = root_data_error(exc)
+    if cause is None or cause is exc:
+        return exc
+    error = BratsDataError(str(cause))
+    error.case, error.path = cause.case, cause.path
+    return error
+
+
 @contextlib.contextmanager
 def data_errors() -> Iterator[None]:
     """Re-raise a BratsDataError wrapped by MONAI as itself, so the user sees one clear message."""
@@ -36,19 +47,19 @@ def data_errors() -> Iterator[None]:
     except BratsDataError:
         raise
     except Exception as e:
-        cause = root_data_error(e)
-        if cause is None:
+        error = unwrapped(e)
+        if error is e:
             raise
-        error = BratsDataError(str(cause))
-        error.case, error.path = cause.case, cause.path
         raise error from None
 
 
-def make_dataset(entries: List[dict], settings: TrainSettings, train: bool) -> Dataset:
+def make_dataset(entries: List[dict], settings: TrainSettings, train: bool, memory_share: float = 1.0) -> Dataset:
     """The cases of ``entries`` as a loader takes them: preprocessed, kept compact as far as ``settings.cache_rate``
-    (or, for ``auto``, the memory) allows and restored to float32 after the cache; random training crops when
-    ``train``. A case that is not kept is preprocessed on every use and never compacted."""
-    plan = CachePlan.from_rate(settings.cache_rate, len(entries))
+    (or, for ``auto``, ``memory_share`` of the memory) allows and restored to float32 after the cache; random training
+    crops when ``train``. A case that is not kept is preprocessed on every use and never compacted."""
+    available = available_memory() if memory_share < 1 else None
+    available = int(available * memory_share) if available is not None else None
+    plan = CachePlan.from_rate(settings.cache_rate, len(entries), available)
     with data_errors():
         cases = CachedCases(entries, eval_transforms(settings), plan, keep=CompactCased())
     logger.info("%s", cases.summary())
@@ -79,7 +90,25 @@ def make_loader(dataset: Dataset, settings: TrainSettings, train: bool) -> DataL
     )
 
 
-def site_loader(datalist: str, data_root: str, split: str, settings: TrainSettings, train: bool) -> DataLoader:
-    """Loader of one split: random crops and augmentation when ``train``, whole volumes otherwise."""
+def rank_share(entries: Sequence, rank: int = 0, world_size: int = 1) -> list:
+    """The cases one of ``world_size`` training processes takes: every ``world_size``-th from the ``rank``-th, the
+    list first padded with its own first cases so that every rank has as many (as PyTorch's ``DistributedSampler``
+    pads). Each rank keeps and shuffles only its share; together the ranks cover every case in each pass."""
+    entries = list(entries)
+    if world_size <= 1 or not entries:
+        return entries
+    padded = [entries[i % len(entries)] for i in range(math.ceil(len(entries) / world_size) * world_size)]
+    return padded[rank::world_size]
+
+
+def site_loader(
+    datalist: str, data_root: str, split: str, settings: TrainSettings, train: bool, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """Loader of one split: random crops and augmentation when ``train``, whole volumes otherwise. With several
+    training processes (``world_size``), a training loader holds the :func:`rank_share` of ``rank``, and an
+    automatic cache takes that share of the memory."""
     entries = resolve_datalist(datalist, split, data_root)
+    if train and world_size > 1:
+        entries = rank_share(entries, rank, world_size)
+        return make_loader(make_dataset(entries, settings, train, 1.0 / world_size), settings, train)
     return make_loader(make_dataset(entries, settings, train), settings, train)

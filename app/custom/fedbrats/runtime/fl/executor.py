@@ -11,7 +11,7 @@ from nvflare.apis.analytix import AnalyticsDataType
 from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
-from nvflare.apis.fl_constant import ReturnCode
+from nvflare.apis.fl_constant import FLContextKey, ReturnCode
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
@@ -20,14 +20,16 @@ from nvflare.app_common.app_constant import AppConstants
 from nvflare.fuel.utils.memory_utils import cleanup_memory
 from torch.utils.tensorboard import SummaryWriter
 
+from fedbrats.runtime import distributed
 from fedbrats.runtime.constants import DICE_METRICS, MEAN_DICE, PER_CASE, SPLITS
 from fedbrats.runtime.data.loaders import cache_summary, site_loader
 from fedbrats.runtime.engine import SegmentationEngine, select_device
 from fedbrats.runtime.errors import BratsDataError
 from fedbrats.runtime.fl.algorithms import FEDAVG, algorithm_arguments
 from fedbrats.runtime.fl.flare_compat import abort_time, serialize_always
+from fedbrats.runtime.fl.ranks import RANK_ERROR_HEADER, RANK_STARTED, START_ERROR, TASK_HEADER, SiteRanks, pack, unpack
 from fedbrats.runtime.fl.site_algorithms import site_method
-from fedbrats.runtime.fl.site_data import resolve_site_data
+from fedbrats.runtime.fl.site_data import resolve_site_data, site_processes
 from fedbrats.runtime.metrics import without_case_order
 from fedbrats.runtime.settings import TrainSettings
 from fedbrats.runtime.update_guards import named, nonfinite_tensors
@@ -39,6 +41,8 @@ of the server's run folder."""
 GLOBAL_MODEL_TAG, LOCAL_MODEL_TAG, TRAIN_TAG = "global_model", "local_model", "train"
 """Prefixes of the figures a site records each round: ``global_model/dice_tc`` (the received model on the validation
 cases), ``local_model/mean_dice`` (the model it trained), ``train/loss`` and the other training figures."""
+RANK_EXECUTOR_ID = "fedbrats_rank_executor"
+"""Id of the executor each rank of a site in several processes builds (:mod:`fedbrats.runtime.fl.ranks`)."""
 
 
 def training_figures(result: Dict[str, float]) -> Dict[str, float]:
@@ -69,6 +73,11 @@ class BratsExecutor(Executor):
     ``algorithm_args``: the job's aggregation method (:mod:`fedbrats.runtime.fl.algorithms`); its site part
     (:mod:`fedbrats.runtime.fl.site_algorithms`) may add a term to the local steps, correct them, send more than the
     weights, or train a personal model that is then the site's local model.
+
+    A site whose settings ask for several ``processes`` (one per GPU) trains in that many ranks: this executor then
+    starts them through FLARE (:class:`~fedbrats.runtime.fl.ranks.SiteRanks`), each rank runs this executor, and the
+    ranks train together with PyTorch DDP on their shares of the training cases. Rank 0 alone validates, records,
+    keeps the best local model and answers FLARE; the other ranks only train.
     """
 
     def __init__(
@@ -110,6 +119,12 @@ class BratsExecutor(Executor):
         self.loaders = {}
         self.best_local = -1.0
         self.writer = None
+        self.ranks = None
+        """With several processes, in the job's own process: the ranks that do the work."""
+        self.is_rank = False
+        """This executor runs in one of the site's ranks."""
+        self.rank_start_error = ""
+        self._abort_requested = False
 
     @property
     def task_names(self) -> List[str]:
@@ -117,12 +132,38 @@ class BratsExecutor(Executor):
         return list(self.tasks)
 
     def handle_event(self, event_type: str, fl_ctx: FLContext):
-        if event_type == EventType.START_RUN:
+        if self.ranks is not None:  # the job's process of a site in several processes: every event goes to the ranks
+            self.ranks.handle_event(event_type, fl_ctx)
+        elif event_type == EventType.START_RUN:
             self._initialize(fl_ctx)
+        elif event_type == EventType.ABORT_TASK and self.is_rank:  # the task's abort, passed on by the job's process
+            self._abort_requested = True
         elif event_type == EventType.END_RUN and self.writer is not None:
             self.writer.close()
 
+    def _config_args(self) -> Dict:
+        """The arguments this executor was made with, as a component config takes them."""
+        names = ("training", "data_root", "datalist", "eval_split", "device", "send_weight_diff", "local_vars")
+        names += ("algorithm", "algorithm_args", "train_task_name", "submit_model_task_name")
+        return {n: getattr(self, n) for n in names + ("validate_task_name", "score_task_name")}
+
     def _initialize(self, fl_ctx: FLContext) -> None:
+        self.is_rank = fl_ctx.get_prop(FLContextKey.RANK_NUMBER) is not None
+        if not self.is_rank:
+            self._start(fl_ctx)
+            return
+        try:
+            self._start(fl_ctx)
+        except Exception as e:
+            self.rank_start_error = f"{type(e).__name__}: {e}"
+            self.log_exception(fl_ctx, f"rank {fl_ctx.get_prop(FLContextKey.RANK_NUMBER)} could not start")
+        # the job's process waits for every rank's word (from a context of its own: FLARE does not pass the events
+        # of a context that came from the job's process back to it)
+        with fl_ctx.get_engine().new_context() as report:
+            report.set_prop(START_ERROR, self.rank_start_error, private=True, sticky=False)
+            self.fire_event(RANK_STARTED, report)
+
+    def _start(self, fl_ctx: FLContext) -> None:
         site = fl_ctx.get_identity_name()
         workspace = fl_ctx.get_engine().get_workspace()
         job_id = fl_ctx.get_job_id()
@@ -130,33 +171,56 @@ class BratsExecutor(Executor):
         self.site_data_root, self.site_datalist, source = resolve_site_data(
             site, workspace.get_site_config_dir(), self.data_root, self.datalist, workspace.get_app_config_dir(job_id)
         )
+        processes, timeout, processes_source = site_processes(
+            site, workspace.get_site_config_dir(), distributed.DEFAULT_TIMEOUT
+        )
+        is_rank = self.is_rank
+        if processes > 1 and not is_rank:
+            self.log_info(fl_ctx, f"training in {processes} processes (from {processes_source})")
+            path = f"{type(self).__module__}.{type(self).__name__}"
+            component = {"id": RANK_EXECUTOR_ID, "path": path, "args": self._config_args()}
+            self.ranks = SiteRanks(RANK_EXECUTOR_ID, processes, [component])
+            self.ranks.handle_event(EventType.START_RUN, fl_ctx)
+            return
         self.best_model_path = os.path.join(self.app_dir, BEST_LOCAL_MODEL)
         set_determinism(self.settings.seed)
-        self.engine = SegmentationEngine(self.settings, select_device(self.device))
+        device = select_device(self.device)
+        if is_rank:
+            device = distributed.start(self.device, timeout).device
+        self.engine = SegmentationEngine(self.settings, device)
         self.method = site_method(self.algorithm, self.algorithm_args)
         self.method.setup(self.engine, self.app_dir)
+        if distributed.rank():  # the ranks draw other crops and augmentations from the same model
+            set_determinism(self.settings.seed + distributed.rank())
+        rank = f"rank {distributed.rank()} of {distributed.world_size()}, " if is_rank else ""
         self.log_info(
             fl_ctx,
-            f"data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
+            f"{rank}data root {self.site_data_root}, datalist {self.site_datalist} (from {source}); "
             f"algorithm {self.algorithm} {self.method.args}, device {self.engine.device}, "
             f"AMP {self.engine.use_amp}, threads {torch.get_num_threads()}",
         )
-        self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
+        if distributed.is_main():
+            self.writer = SummaryWriter(os.path.join(self.app_dir, TB_FOLDER))
 
     def _loader(self, split: str, fl_ctx: FLContext):
         if split not in self.loaders:
             self.log_info(fl_ctx, f"preparing {split} cases (cache_rate {self.settings.cache_rate})")
             train = split == "training"
+            ranks = {"rank": distributed.rank(), "world_size": distributed.world_size()} if train else {}
             self.loaders[split] = site_loader(
-                self.site_datalist, self.site_data_root, split, self.settings, train=train
+                self.site_datalist, self.site_data_root, split, self.settings, train=train, **ranks
             )
             self.log_info(fl_ctx, f"{split}: {cache_summary(self.loaders[split].dataset)}")
         return self.loaders[split]
 
     def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if self.ranks is not None:
+            return self.ranks.execute(task_name, shareable, fl_ctx, abort_signal)
         handler = self.tasks.get(task_name)
         if handler is None:
             return make_reply(ReturnCode.TASK_UNKNOWN)
+        if self.is_rank:
+            return self._execute_in_rank(task_name, handler, shareable, fl_ctx, abort_signal)
         try:
             return handler(shareable, fl_ctx, abort_signal)
         except BratsDataError as e:
@@ -165,6 +229,29 @@ class BratsExecutor(Executor):
         finally:
             # what the task's steps kept for reuse goes back to the OS (gc, malloc_trim), as FLARE advises per round
             cleanup_memory(cuda_empty_cache=self.engine is not None and self.engine.device.type == "cuda")
+
+    def _execute_in_rank(self, task_name, handler, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal):
+        """A task in one of the site's ranks: the ranks other than 0 only train, and every failure becomes a reply
+        (FLARE's sub-worker sends rank 0's reply, and nothing when it raises), naming the rank it came from."""
+        self._abort_requested = False
+        task, shareable = shareable.get_header(TASK_HEADER), unpack(shareable)
+        try:
+            if self.rank_start_error:
+                raise RuntimeError(self.rank_start_error)
+            if not distributed.is_main() and task_name != self.train_task_name:
+                reply = make_reply(ReturnCode.OK)
+            else:
+                reply = handler(shareable, fl_ctx, abort_signal)
+        except Exception as e:
+            message = str(e) if isinstance(e, distributed.RankError) else f"rank {distributed.rank()}: {e}"
+            if isinstance(e, BratsDataError):
+                message = f"rank {distributed.rank()}: bad input data: {e}"
+            self.log_error(fl_ctx, f"{task_name} failed: {message}")
+            reply = make_reply(ReturnCode.EXECUTION_EXCEPTION)
+            reply.set_header(RANK_ERROR_HEADER, message)
+        finally:
+            cleanup_memory(cuda_empty_cache=self.engine is not None and self.engine.device.type == "cuda")
+        return pack(reply, task)
 
     def _receive(self, shareable: Shareable, fl_ctx: FLContext, training: bool = False) -> Optional[Dict]:
         """Load the task's model; a training task's data is read by the job's method, and the tensors the site keeps
@@ -211,22 +298,28 @@ class BratsExecutor(Executor):
         global_weights = self._receive(shareable, fl_ctx, training=True)
         if global_weights is None:
             return make_reply(ReturnCode.BAD_TASK_DATA)
-        stop = lambda: abort_signal.triggered  # noqa: E731
+        stop = lambda: abort_signal.triggered or self._abort_requested  # noqa: E731
+        main = distributed.is_main()  # alone, or rank 0 of the site's processes
         started = time.time()
-        # (2) validate it for the server's in-time selection of the best global model
-        global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+        # (2) validate it for the server's in-time selection of the best global model (rank 0), while the other
+        # ranks prepare their training cases; a failure in any rank ends the task in all
+        with distributed.together():
+            if main:
+                global_metrics = self._evaluate("validation", fl_ctx, abort_signal)
+            loader = self._loader("training", fl_ctx)
         validated = time.time()
-        self._record(self._dice_figures(GLOBAL_MODEL_TAG, global_metrics), current_round, fl_ctx)
+        if main:
+            self._record(self._dice_figures(GLOBAL_MODEL_TAG, global_metrics), current_round, fl_ctx)
         # (3) train locally, at the learning rate of this round
         if isinstance(total_rounds, int) and total_rounds > 0:
             self.engine.set_progress(current_round / total_rounds)
         round_label = f"{current_round + 1}/{total_rounds}"
-        self.log_info(fl_ctx, f"round {round_label} training starts: {self._planned_steps()}")  # not echoed as progress
-        loader = self._loader("training", fl_ctx)
+        if main:  # not echoed as progress
+            self.log_info(fl_ctx, f"round {round_label} training starts: {self._planned_steps()}")
         result = self.engine.train_round(loader, stop, **self.method.hooks(self.engine))
         trained = time.time()
         steps = result["steps"]
-        if stop():
+        if stop() or result.get("stopped"):
             per_step = f"{(trained - validated) / steps:.2f} s per step" if steps else "no step taken"
             return self._aborted(
                 round_label, f"training stopped after {steps} steps ({per_step})", trained, abort_signal, fl_ctx
@@ -236,11 +329,14 @@ class BratsExecutor(Executor):
         if nonfinite:
             return self._refuse_update(nonfinite, round_label, result["loss"], fl_ctx)
         self.method.after_training(self.engine)
-        self._record(training_figures(result), current_round, fl_ctx)
+        if main:
+            self._record(training_figures(result), current_round, fl_ctx)
         # (4) validate the local model (the personal one, with a personalised method) and keep the site's best
         local = self.method.personal_engine(self.engine, loader, stop)
         if stop():
             return self._aborted(round_label, "training the personal model stopped", time.time(), abort_signal, fl_ctx)
+        if not main:  # the other ranks are done: rank 0 validates and answers
+            return make_reply(ReturnCode.OK)
         local_metrics = self._evaluate("validation", fl_ctx, abort_signal, local)
         if stop():
             return self._aborted(round_label, "validating the local model stopped", time.time(), abort_signal, fl_ctx)
@@ -260,7 +356,9 @@ class BratsExecutor(Executor):
             f"{validated - started:.1f} s, training {trained - validated:.1f} s, the {local_name} "
             f"{time.time() - trained:.1f} s",
         )
-        # (5) send the weights (or their difference) back, with the step count and the global model's Dice
+        # (5) send the weights (or their difference) back, with the step count and the global model's Dice; with
+        # several ranks, a step took a batch in every rank: the count is the optimiser's, as for one process whose
+        # batch is that of all ranks together
         weights = {k: v.numpy() for k, v in self.engine.get_weights().items()}
         kind = DataKind.WEIGHTS
         if self.send_weight_diff:

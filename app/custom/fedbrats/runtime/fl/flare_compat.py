@@ -9,6 +9,10 @@ FLARE 2.9 has no public way to do three things the product needs:
 - leave the sites lost during training out of the cross-site evaluation: ``CrossSiteModelEval`` keeps its sites in
   ``_participating_clients`` and has no setter (:func:`evaluation_sites`, :func:`set_evaluation_sites`).
 
+A site in several processes (:mod:`fedbrats.runtime.fl.ranks`, :mod:`fedbrats.runtime.fl.rank_worker`) also builds on
+FLARE's multi-process executor and sub-worker, which do not work as they are in FLARE 2.9 and whose protected methods
+(:data:`MULTI_PROCESS_MEMBERS`) it overrides; those modules hold that code.
+
 :func:`missing_members` checks the installed FLARE for every one of them (``tests/runtime/fl/test_flare_compat.py``
 runs it), so that an upgrade that renames one fails with a message naming it instead of misbehaving in a run.
 """
@@ -23,6 +27,14 @@ from nvflare.job_config.fed_job_config import FedJobConfig
 SERIALIZE_ALWAYS = "_always_serialize_args"
 SIGNAL_PARENT = "_parent"
 EVALUATION_SITES = "_participating_clients"
+MULTI_PROCESS_MEMBERS = (
+    "_initialize_multi_process",
+    "_pass_event_to_rank_processes",
+    "_execute_multi_process",
+    "_relay_fire_event",
+    "receive_execute_result",
+)
+"""Members of FLARE's ``MultiProcessExecutor`` that :class:`fedbrats.runtime.fl.ranks.SiteRanks` overrides."""
 T = TypeVar("T")
 
 
@@ -64,4 +76,17 @@ def missing_members() -> List[str]:
         missing.append(f"Signal has no {SIGNAL_PARENT} (fedbrats: abort_time)")
     if not hasattr(CrossSiteModelEval(), EVALUATION_SITES):
         missing.append(f"CrossSiteModelEval has no {EVALUATION_SITES} (fedbrats: set_evaluation_sites)")
+    from nvflare.app_common.executors.multi_process_executor import MultiProcessExecutor
+    from nvflare.private.fed.app.client import sub_worker_process
+
+    missing += [
+        f"MultiProcessExecutor has no {name} (fedbrats: SiteRanks)"
+        for name in MULTI_PROCESS_MEMBERS
+        if not hasattr(MultiProcessExecutor, name)
+    ]
+    for name in ("main", "parse_arguments", "SubWorkerExecutor"):
+        if not hasattr(sub_worker_process, name):
+            missing.append(f"FLARE's sub_worker_process has no {name} (fedbrats: rank_worker)")
+    if not hasattr(getattr(sub_worker_process, "SubWorkerExecutor", None), "_get_client_run_manager"):
+        missing.append("SubWorkerExecutor has no _get_client_run_manager (fedbrats: rank_worker)")
     return missing

@@ -16,6 +16,7 @@ from nvflare.app_opt.pt.ditto import PTDittoHelper
 from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
 from nvflare.app_opt.pt.scaffold import PTScaffoldHelper
 
+from fedbrats.runtime import distributed
 from fedbrats.runtime.engine import SegmentationEngine
 from fedbrats.runtime.fl.algorithms import DITTO, FEDPROX, SCAFFOLD, algorithm_arguments
 
@@ -148,7 +149,8 @@ class DittoSite(SiteMethod):
     ) -> SegmentationEngine:
         self.helper.local_train(loader, self.anchor, should_stop)
         self.helper.epoch_global += 1
-        self.helper.save_model()
+        if distributed.is_main():  # with several ranks, each holds the same personal model: rank 0 writes it
+            self.helper.save_model()
         return self.helper.engine
 
 

@@ -5,9 +5,11 @@ import os
 from typing import Dict, Optional, Tuple
 
 SITE_SETTINGS_FILE = "fedbrats_site.json"
-"""Site-local file in the site's ``local/`` folder: ``{"data_root": ..., "datalist": ...}``."""
+"""Site-local file in the site's ``local/`` folder: ``{"data_root": ..., "datalist": ...}``, and optionally
+``"processes"`` and ``"process_timeout"`` (:func:`site_processes`)."""
 SITES_ENV = "FEDBRATS_SITES"
 """Environment variable naming a JSON file ``{site: {"data_root": ..., "datalist": ...}}`` (simulator runs)."""
+PROCESSES, PROCESS_TIMEOUT = "processes", "process_timeout"
 DEFAULT_DATALIST = "datalists/{site}.json"
 
 
@@ -59,9 +61,24 @@ def resolve_site_data(
     return data_root, datalist, source
 
 
-def write_site_settings(path: str, site_data: Dict[str, Dict[str, str]]) -> str:
-    """The file named by FEDBRATS_SITES: each site's data root and datalist."""
+def site_processes(site: str, local_dir: Optional[str], default_timeout: float) -> Tuple[int, float, str]:
+    """(training processes, seconds a process waits for the others in one exchange, source) of ``site``: its
+    ``processes`` (one per GPU; 1 when not set) and ``process_timeout`` (``default_timeout`` when not set)."""
+    local, source = site_local_settings(site, local_dir)
+    processes, timeout = local.get(PROCESSES, 1), local.get(PROCESS_TIMEOUT, default_timeout)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"{site}: {PROCESSES} in {source} must be a whole number of at least 1, got {processes!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"{site}: {PROCESS_TIMEOUT} in {source} must be a positive number of seconds, got {timeout!r}")
+    return processes, float(timeout), source
+
+
+def write_site_settings(path: str, site_data: Dict[str, Dict[str, object]]) -> str:
+    """The file named by FEDBRATS_SITES: each site's data root and datalist (made absolute), and its other settings
+    (``processes``) as they are."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    paths = {s: {k: os.path.abspath(v) for k, v in d.items() if v and isinstance(v, str)} for s, d in site_data.items()}
+    other = {s: {k: v for k, v in d.items() if not isinstance(v, str)} for s, d in site_data.items()}
     with open(path, "w") as f:
-        json.dump({s: {k: os.path.abspath(v) for k, v in d.items() if v} for s, d in site_data.items()}, f, indent=2)
+        json.dump({s: {**paths[s], **other[s]} for s in site_data}, f, indent=2)
     return os.path.abspath(path)
