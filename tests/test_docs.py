@@ -89,3 +89,22 @@ def test_the_readmes_verdicts_are_those_of_the_results_pages():
     readme = read(os.path.join(REPO, "README.md"))
     assert seed_0[gap].startswith("not shown") and seed_0[lgg] == "not shown" and seed_1[lgg] == "missed"
     assert 'are both "not shown" at this seed' in readme and 'the shortfall is "missed"' in readme
+
+
+def test_the_readmes_methods_rows_are_the_method_studys_figures():
+    study = json.load(open(os.path.join(REPO, "docs", "results-methods.json")))
+    personal = study["arms"]["ditto"]["personal"]
+    fedopt = study["arms"]["fedopt"]["models"]["final"]
+    local = {s: study["arms"][f"local-{s}"]["models"]["final"]["sites"][s]["mean_dice"] for s in ("site-1", "site-2")}
+    expected = {
+        "Ditto": [personal["sites"]["site-1"]["mean_dice"], personal["sites"]["site-2"]["mean_dice"]]
+        + [personal["average"]["mean_dice"]],
+        "FedOpt": [fedopt["sites"]["site-1"]["mean_dice"], fedopt["sites"]["site-2"]["mean_dice"]]
+        + [fedopt["average"]["mean_dice"]],
+        "local-only, each site": [local["site-1"], local["site-2"]],
+    }
+    glance = read(os.path.join(REPO, "README.md")).split("| at 1500 steps |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1:-1] for line in glance.splitlines() if line.startswith("| ") and "---" not in line]
+    for name, values in expected.items():
+        row = next(r for r in rows if r[0].strip().startswith(name))
+        assert [float(c) for c in row[1:] if c.strip() not in ("-", "")] == [round(v, 3) for v in values], name
