@@ -14,7 +14,6 @@ import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
-from nvflare.apis.fl_constant import ConfigVarName
 from nvflare.apis.job_def import ALL_SITES
 from nvflare.app_common.widgets.validation_json_generator import ValidationJsonGenerator
 from nvflare.app_common.workflows.cross_site_model_eval import CrossSiteModelEval
@@ -23,7 +22,7 @@ from nvflare.recipe.spec import Recipe
 
 from fedbrats.evaluation.model_files import fitting_weights
 from fedbrats.federation.definition import JobDefinition
-from fedbrats.federation.recipe import VALIDATION_TIMEOUT, add_site_runtime
+from fedbrats.federation.recipe import VALIDATION_TIMEOUT, add_server_settings, add_site_runtime
 from fedbrats.package_data import PACKAGE, reference_datalists
 from fedbrats.runtime.fl.executor import BratsExecutor
 from fedbrats.runtime.fl.given_models import MODELS_FOLDER, GivenModelLocator
@@ -108,13 +107,7 @@ class BratsEvalRecipe(Recipe):
             validation_timeout=VALIDATION_TIMEOUT,
         )
         job.to_server(evaluation, id="cross_site_validate")
-        job.to_server({"server": {"task_request_interval": d.task_request_interval}})
-        job.to_server(
-            {
-                ConfigVarName.DEAD_CLIENT_GRACE_PERIOD: d.dead_client_grace_period,
-                ConfigVarName.DEAD_CLIENT_CHECK_LEAD_TIME: d.dead_client_check_lead_time,
-            }
-        )
+        add_server_settings(job, d)
         add_site_runtime(job, "server")
 
     @staticmethod

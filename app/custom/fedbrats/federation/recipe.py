@@ -141,16 +141,7 @@ class BratsFedAvgRecipe(Recipe):
             validation_timeout=VALIDATION_TIMEOUT,
         )
         job.to_server(evaluation, id="cross_site_validate")
-        # no heart_beat_timeout here: the server drops a silent site by the value in its own local/resources.json
-        # (fedbrats.runners.poc.HEART_BEAT_TIMEOUT); a job's value only reaches the job's process, which drops none
-        job.to_server({"server": {"task_request_interval": d.task_request_interval}})
-        # read by FLARE's workflows from the job's server config: how soon a lost site stops holding up a task
-        job.to_server(
-            {
-                ConfigVarName.DEAD_CLIENT_GRACE_PERIOD: d.dead_client_grace_period,
-                ConfigVarName.DEAD_CLIENT_CHECK_LEAD_TIME: d.dead_client_check_lead_time,
-            }
-        )
+        add_server_settings(job, d)
         add_site_runtime(job, "server")
 
     @staticmethod
@@ -207,6 +198,21 @@ def tensor_names(settings: TrainSettings) -> List[str]:
     """Names of the model's tensors, from a model built without memory (on the meta device)."""
     with torch.device("meta"):
         return list(build_model(settings).state_dict())
+
+
+def add_server_settings(job: FedJob, d: JobDefinition) -> None:
+    """The server config values every job sets: how often sites ask for tasks, and how soon a lost site stops holding
+    up a task."""
+    # no heart_beat_timeout here: the server drops a silent site by the value in its own local/resources.json
+    # (fedbrats.runners.poc.HEART_BEAT_TIMEOUT); a job's value only reaches the job's process, which drops none
+    job.to_server({"server": {"task_request_interval": d.task_request_interval}})
+    # read by FLARE's workflows from the job's server config
+    job.to_server(
+        {
+            ConfigVarName.DEAD_CLIENT_GRACE_PERIOD: d.dead_client_grace_period,
+            ConfigVarName.DEAD_CLIENT_CHECK_LEAD_TIME: d.dead_client_check_lead_time,
+        }
+    )
 
 
 def add_site_runtime(job: FedJob, target: str) -> None:
