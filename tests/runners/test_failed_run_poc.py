@@ -1,22 +1,26 @@
-"""``fedbrats poc`` with 3 tiny sites, every process of site-3 killed during round 2 of 3. With ``--min-clients 3``
-FLARE aborts the job: the command exits 1 with a line naming why and when, and the report says the job was aborted,
-how to resume it, and calls only site-3 lost. With ``--min-clients 2`` the job finishes: exit 0, site-3 lost, the
-others not."""
+"""``fedbrats poc`` with 3 tiny sites, every process of site-3 killed during round 2 of 3: the site's machine gone.
+With ``--min-clients 3`` FLARE aborts the job: the command exits 1 with a line naming why and when, and the report says
+the job was aborted, how to resume it, and calls only site-3 lost. With ``--min-clients 2`` the job finishes: exit 0,
+the other two sites train every round, the report shows site-3 as missing and says why, and the rounds and the
+evaluation after the loss wait on the dead site for at most a minute in all."""
 
 import io
 import json
 import os
+import re
 import threading
+import time
 from contextlib import redirect_stderr, redirect_stdout
+from datetime import datetime
 
 import pytest
 from builders import TINY_TRAINING, write_site
-from poc_helpers import kill_site_during_round
+from poc_helpers import kill_site_during_round, read, trained_rounds
 
 from fedbrats.cli import main
 from fedbrats.federation.catalog import job_recipe
 from fedbrats.runners import poc
-from fedbrats.runners.poc import PocSystem
+from fedbrats.runners.poc import HEART_BEAT_TIMEOUT, PocSystem, listening_ports
 from fedbrats.runtime.run_state import read_state
 
 pytestmark = pytest.mark.slow
@@ -25,6 +29,30 @@ SITES = ["site-1", "site-2", "site-3"]
 LOST = "site-3"
 ROUNDS = 3
 REASON = "alive sites 2 < required min_clients 3 (site-3 lost)"
+MAX_LOSS = 60
+STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - "
+
+
+def waits_after_last_result(log, since):
+    """Each server task that ended after ``since``: (task, seconds from the last site result it got to its end)."""
+    waits, last_result = [], None
+    for line in log.splitlines():
+        stamp = re.match(STAMP, line)
+        if not stamp:
+            continue
+        t = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if "finished processing client result" in line:
+            last_result = t
+        ended = re.search(r"task (\w+) exit with status", line)
+        if ended and t > since:
+            waits.append((ended.group(1), t - max(last_result or t, since)))
+    return waits
+
+
+def on_a_free_port(root, sites, made):
+    """The command's POC system on a free port, kept in ``made``."""
+    made.append(PocSystem(root, sites, port=None))
+    return made[-1]
 
 
 def run_losing_a_site(tmp, min_clients):
@@ -37,13 +65,14 @@ def run_losing_a_site(tmp, min_clients):
     root = os.path.join(tmp, "poc")
     argv = ["poc", "--root", root, "--rounds", str(ROUNDS), "--min-clients", str(min_clients), "--timeout", "600"]
     system = PocSystem(root, SITES, port=None)
-    killed = {}
+    started = time.time()
+    killed, ran = {}, []
     killer = threading.Thread(target=lambda: killed.update(at=kill_site_during_round(system, LOST, 2)), daemon=True)
     out, err = io.StringIO(), io.StringIO()
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(poc, "job_recipe", lambda job, values: job_recipe(job, {**values, "training": TINY_TRAINING}))
-            patch.setattr(poc, "PocSystem", lambda root, sites, port=None: PocSystem(root, sites, port=None))
+            patch.setattr(poc, "PocSystem", lambda root, sites, port=None: on_a_free_port(root, sites, ran))
             killer.start()
             with redirect_stdout(out), redirect_stderr(err):
                 code = main([*argv, "--site-data", *site_data])
@@ -57,6 +86,8 @@ def run_losing_a_site(tmp, min_clients):
     )
     with open(os.path.join(root, "report", "report.json")) as f:
         report = json.load(f)
+    report["markdown"] = read(os.path.join(root, "report", "report.md"))
+    [job_id] = os.listdir(os.path.join(root, "results"))
     return {
         "code": code,
         "out": out.getvalue(),
@@ -64,6 +95,10 @@ def run_losing_a_site(tmp, min_clients):
         "report": report,
         "killed": killed,
         "poc": system,
+        "port": ran[0].port,
+        "job_id": job_id,
+        "server_log": read(os.path.join(root, "results", job_id, "workspace", "log.txt")),
+        "seconds": time.time() - started,
     }
 
 
@@ -111,7 +146,41 @@ def test_a_job_that_tolerates_the_loss_finishes_and_names_only_the_dead_site_los
     assert "did not finish normally" not in tolerated["out"] + tolerated["err"]
 
 
+def test_after_the_loss_the_other_sites_train_every_round(tolerated):
+    job_id, system = tolerated["job_id"], tolerated["poc"]
+    for site in ("site-1", "site-2"):
+        assert trained_rounds(system, site, job_id) == list(range(1, ROUNDS + 1))
+    assert trained_rounds(system, LOST, job_id) == [1]
+
+
+def test_the_report_shows_the_lost_site_as_missing_and_says_why(tolerated):
+    report = tolerated["report"]
+    assert report["cases"][LOST] is None
+    for row in report["models"]:
+        assert row["model"] != LOST and row["average"]["n_cases"] == 2  # site-1 and site-2, one testing case each
+    markdown = report["markdown"]
+    assert "Sites lost during the run" in markdown
+    assert (
+        f"{LOST} took part in the job but has no result in the cross-site evaluation: lost during the run" in markdown
+    )
+    assert f"| {LOST} | missing | missing | missing | missing |" in markdown
+    result = os.path.join(tolerated["poc"].root, "results", tolerated["job_id"])
+    with open(os.path.join(result, "workspace", "cross_site_val", "cross_val_results.json")) as f:
+        assert LOST not in json.load(f)
+
+
+def test_the_loss_costs_at_most_a_minute(tolerated):
+    waits = waits_after_last_result(tolerated["server_log"], tolerated["killed"]["at"])
+    lost = sum(w for _, w in waits)
+    detail = ", ".join(f"{task} {w:.1f} s" for task, w in waits)
+    print(f"time waited on {LOST} after its loss: {lost:.1f} s ({detail}); whole run {tolerated['seconds']:.0f} s")
+    assert "is deemed disconnected" in tolerated["server_log"]
+    assert lost <= MAX_LOSS, detail
+    assert max(w for _, w in waits) <= HEART_BEAT_TIMEOUT + 25, detail
+
+
 @pytest.mark.parametrize("run", ["aborted", "tolerated"])
 def test_nothing_left_running(run, request):
-    system = request.getfixturevalue(run)["poc"]
-    assert system.our_processes() == []
+    ended = request.getfixturevalue(run)
+    assert ended["poc"].our_processes() == []
+    assert ended["port"] not in listening_ports()
