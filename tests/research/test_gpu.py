@@ -26,6 +26,8 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_is_written(tmp_path, caps
         "8",
         "--pixdim",
         "4",
+        "--ddp-processes",
+        "2",
     ]
     docs, work = tmp_path / "docs", tmp_path / "work"
     assert main(["bench", "gpu", "--device", "cpu", "--docs", str(docs), "--work", str(work), *tiny]) == 0
@@ -40,8 +42,12 @@ def test_every_part_of_the_gpu_check_runs_on_a_cpu_and_is_written(tmp_path, caps
     assert federation["site_device"] == "cpu" and len(federation["round_s"]) == 1 and not federation["warnings"]
     assert len(federation["models"]) == 4 and all(len(sites) == 2 for sites in federation["models"].values())
     assert result["infer"]["figures"]["case_s"] > 0 and result["gpus"] == 0
+    ddp = result["ddp"]["figures"]
+    assert ddp["processes"] == {"site-1": 2, "site-2": 1} and len(ddp["round_s"]) == 1
+    assert ddp["crops_per_s"]["site-1"] > 0 and federation["crops_per_s"]["site-1"] > 0
     page = (docs / "benchmarks-gpu.md").read_text()
-    assert "## Training step on cpu" in page and "Not run: this machine has 0 GPU(s)" in page
+    assert "## Training step on cpu" in page
     assert "0 GPU(s) visible" in page
     assert "## A 1-round FedAvg job in FLARE's simulator, both sites on cpu" in page
     assert "Not measured" not in page and "Not run: no model" not in page
+    assert "site-1 training in 2 processes (PyTorch DDP" in page and "gloo on the CPU" in page

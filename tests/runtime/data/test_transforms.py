@@ -141,3 +141,47 @@ def test_bad_case_is_reported_also_without_caching(tmp_path, tiny_settings):
     with pytest.raises(BratsDataError, match="Case_Lazy_seg.nii.gz"):
         SegmentationEngine(settings).validate(loader)
     assert os.path.isfile(os.path.join(str(tmp_path), entry["label"]))
+
+
+def structured_case(root, name, seed, dtype, affine=None, shape=(48, 48, 48)):
+    """A case whose background is not all zero: a skull-like shell and a gradient in one corner, holes of zeros."""
+    images, labels = tumour_case(shape, seed=seed, radius=7)
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    radius = np.sqrt(((grid - np.array(shape)[:, None, None, None] / 2) ** 2).sum(0))
+    shell = (radius > 20) & (radius < 23)
+    for k, image in enumerate(images):
+        image[shell] = 300 + 20 * k + rng.normal(0, 5, int(shell.sum()))
+        image[:8, :8, :] = np.arange(shape[2]) * (k + 1)
+        image[rng.random(shape) < 0.05] = 0
+    images = [np.round(image).astype(dtype) for image in images]
+    return resolve_entry(write_case(root, name, images=images, labels=labels, affine=affine), root)
+
+
+@pytest.mark.parametrize("sampling", ["random", "tumour"])
+def test_training_crops_normalised_after_cropping_hold_the_voxels_of_the_whole_volume_path(
+    tmp_path, tiny_settings, sampling
+):
+    from builders import LPS_1_5MM
+    from monai.transforms import Compose
+
+    from fedbrats.runtime.data.transforms import deterministic_transforms, random_transforms
+
+    settings = tiny_settings.replace(crop=(32, 32, 32), crop_sampling=sampling)
+    root = str(tmp_path)
+    cases = [structured_case(root, "Case_I", 1, np.int16), structured_case(root, "Case_F", 2, np.float32, LPS_1_5MM)]
+    before = Compose(deterministic_transforms(settings) + random_transforms(settings))
+    now = train_transforms(settings)
+    before.set_random_state(7)
+    now.set_random_state(7)
+    for case in cases:
+        seen = []
+        for _ in range(4):
+            a, b = before(dict(case)), now(dict(case))
+            a, b = (a[0], b[0]) if isinstance(a, list) else (a, b)
+            assert b["image"].dtype == b["label"].dtype == torch.float32
+            assert b["image"].shape == a["image"].shape == (4, 32, 32, 32) and b["label"].shape == (3, 32, 32, 32)
+            assert torch.equal(a["label"], b["label"])
+            torch.testing.assert_close(b["image"].as_tensor(), a["image"].as_tensor(), rtol=1e-5, atol=1e-5)
+            seen.append(a["image"].as_tensor())
+        assert not all(torch.equal(seen[0], other) for other in seen[1:])

@@ -9,7 +9,9 @@ It measures, each part in processes of its own and each part's failure recorded 
 - a 2-round FedAvg job of two sites with full-size synthetic cases in FLARE's simulator, both sites on the GPU: its
   time per round, the best model's round and every cross-site result;
 - ``fedbrats infer`` on CUDA with that job's final global model: seconds per full-size case;
-- data-parallel training of one site on two GPUs: not run where the machine has fewer, and said so.
+- data-parallel training of one site: the same job again with site-1 in one process per GPU (PyTorch DDP, the
+  site's ``processes`` setting), its crops per second beside the one-process run's; not run where the machine has
+  fewer than 2 GPUs, and said so (``--ddp-processes N`` runs it anyway, on the CPU with gloo).
 
 It writes ``<docs>/benchmarks-gpu.md`` and ``benchmarks-gpu.json``. ``scripts/gpu_check.sh`` runs it with the
 reference settings; on a CPU the same parts run with tiny settings (the tests do).
@@ -27,6 +29,7 @@ from typing import Callable, Dict, List
 
 import torch
 
+from fedbrats.evaluation.learning_curves import read_scalars, site_event_folders
 from fedbrats.evaluation.report import write_report
 from fedbrats.federation.build_job import build_job
 from fedbrats.prepare.synthetic import write_sites
@@ -34,15 +37,13 @@ from fedbrats.research.bench.flare_logs import log_times
 from fedbrats.research.doc_sections import machine, section_head
 from fedbrats.runners.simulate import run_simulator
 from fedbrats.runtime.constants import MEAN_DICE
-from fedbrats.runtime.fl.site_data import write_site_settings
+from fedbrats.runtime.fl.executor import TRAIN_TAG
+from fedbrats.runtime.fl.site_data import PROCESSES, write_site_settings
 
 NAME = "benchmarks-gpu"
 SITES = ["site-1:HGG", "site-2:LGG"]
 REFERENCE_CROP = [224, 224, 144]
-DDP = (
-    "Not run: this machine has {gpus} GPU(s), and a site's training runs on one GPU (data-parallel training of a site "
-    "is not part of the product yet)."
-)
+DDP_SITE = "site-1"
 
 
 def fedbrats_command(*args: str) -> List[str]:
@@ -96,10 +97,25 @@ def loader(data: str, cases: int, workers: List[int], crops: int, crop: List[int
     return rows
 
 
-def federation(work: str, data: str, training: dict, rounds: int, gpu: str) -> dict:
+def site_crops_per_second(workspace: str) -> Dict[str, float]:
+    """Each site's training crops per second (over all its processes), the mean of its rounds after the first."""
+    rates = {}
+    for site, folder in site_event_folders(workspace).items():
+        per_round = read_scalars(folder).get(f"{TRAIN_TAG}/crops_per_second", {})
+        later = [v for step, v in sorted(per_round.items())][1:] or list(per_round.values())
+        rates[site] = round(sum(later) / len(later), 3) if later else None
+    return rates
+
+
+def federation(work: str, data: str, training: dict, rounds: int, gpu: str, processes: int = 1) -> dict:
+    """The 2-round job in the simulator; with ``processes`` above 1, site-1 trains in that many DDP processes (every
+    GPU visible to it: rank k takes GPU k)."""
     names = [s.split(":")[0] for s in SITES]
     job = build_job("brats_fedavg", os.path.join(work, "jobs"), {"num_rounds": rounds, "training": training})
     site_data = {s: {"data_root": data, "datalist": os.path.join(data, "datalists", f"{s}.json")} for s in names}
+    if processes > 1:
+        site_data[DDP_SITE][PROCESSES] = processes
+        gpu = ""
     settings = write_site_settings(os.path.join(work, "sites.json"), site_data)
     workspace = os.path.join(work, "sim")
     wall = run_simulator(job, workspace, names, len(names), settings, gpu=gpu or None, quiet=True)
@@ -115,6 +131,8 @@ def federation(work: str, data: str, training: dict, rounds: int, gpu: str) -> d
         "site_amp": device.group(2) if device else None,
         "wall_s": round(wall, 1),
         "round_s": [round(e - b, 1) for b, e in zip(starts, ends)],
+        "processes": {s: processes if s == DDP_SITE else 1 for s in names},
+        "crops_per_s": site_crops_per_second(workspace),
         "models": {
             row["short"]: {s: r[MEAN_DICE] if r else None for s, r in row["sites"].items()} for row in report["models"]
         },
@@ -208,8 +226,30 @@ def to_markdown(result: dict) -> str:
         )
     else:
         lines.append(f"Not run: {infer['error']}")
-    lines += ["", "## Data-parallel training of one site", "", result["ddp"], ""]
+    lines += ["", "## Data-parallel training of one site", "", *ddp_lines(result), ""]
     return "\n".join(lines)
+
+
+def ddp_lines(result: dict) -> List[str]:
+    """The data-parallel run beside the one-process run: site-1's crops per second and the round times."""
+    ddp, single = result["ddp"], result["federation"].get("figures", {})
+    if "figures" not in ddp:
+        return [f"Not run: {ddp['error']}"]
+    d = ddp["figures"]
+    n = d["processes"][DDP_SITE]
+    alone, together = single.get("crops_per_s", {}).get(DDP_SITE), d["crops_per_s"].get(DDP_SITE)
+    speedup = f"{together / alone:.2f}x" if alone and together else "not measured"
+    return [
+        f"The same job with {DDP_SITE} training in {n} processes (PyTorch DDP, the site's `processes` setting; "
+        f"{'one GPU each' if result['gpus'] >= n else 'gloo on the CPU, sharing its cores'}), the other site in one.",
+        "",
+        f"| {DDP_SITE} processes | crops/s (rounds after the first) | rounds (s) |",
+        "|---|---|---|",
+        f"| 1 | {alone} | {', '.join(map(str, single.get('round_s', [])))} |",
+        f"| {n} | {together} | {', '.join(map(str, d['round_s']))} |",
+        "",
+        f"Speed-up of {DDP_SITE}'s training: {speedup}.",
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,6 +267,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-steps", type=int, default=10, help="local steps a round in the simulator job")
     parser.add_argument("--job-filters", type=int, default=16, help="init_filters of the simulator job")
     parser.add_argument("--pixdim", type=float, default=1.0, help="voxel size (mm) the simulator job trains at")
+    parser.add_argument(
+        "--ddp-processes",
+        type=int,
+        help="processes of site-1 in the data-parallel run (default: one per GPU when there are 2 or more, else the "
+        "part is not run; on a CPU the processes use gloo)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -243,8 +289,8 @@ def run(args: argparse.Namespace) -> dict:
     data = os.path.join(args.work, "data")
     if not os.path.isfile(os.path.join(data, "datalists", "site-2.json")):
         write_sites(data, SITES, args.cases, args.size)
-    result.update({name: {"error": "not reached"} for name in ("steps", "loader", "federation", "infer")})
-    result.update(ddp=DDP.format(gpus=gpus), total_s=None)
+    result.update({name: {"error": "not reached"} for name in ("steps", "loader", "federation", "infer", "ddp")})
+    result["total_s"] = None
     part(result, "steps", lambda: training_steps(args.crop, args.init_filters, args.steps, args.device))
     write(result, args.docs)
     loader_cases = min(args.crops, args.cases) + 1
@@ -275,6 +321,12 @@ def run(args: argparse.Namespace) -> dict:
         )
     else:
         result["infer"] = {"error": "no model: the simulator job did not run"}
+    processes = args.ddp_processes if args.ddp_processes is not None else (gpus if gpus >= 2 else 0)
+    if processes >= 2:
+        ddp_work = os.path.join(args.work, "ddp")
+        part(result, "ddp", lambda: federation(ddp_work, data, training, args.rounds, gpu, processes))
+    else:
+        result["ddp"] = {"error": f"this machine has {gpus} GPU(s); data-parallel training of a site needs 2 or more"}
     result["total_s"] = round(time.time() - start, 1)
     write(result, args.docs)
     print(f"[bench gpu] done in {result['total_s']} s: {os.path.join(os.path.abspath(args.docs), NAME)}.md and .json")

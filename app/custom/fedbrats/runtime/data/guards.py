@@ -45,9 +45,16 @@ def geometry_problem(name: str, affine: np.ndarray) -> Optional[str]:
     return None
 
 
+def in_memory_order(volume: torch.Tensor) -> torch.Tensor:
+    """``volume`` with its axes permuted into the order of its memory (a contiguous view where its voxels are
+    dense, as a NIfTI volume stored Fortran-order is): what a whole-volume reduction reads fastest."""
+    axes = sorted(range(volume.ndim), key=lambda axis: -volume.stride(axis))
+    return volume.permute(axes)
+
+
 def intensity_problem(name: str, volume: torch.Tensor) -> Optional[str]:
     """Non-finite voxels, or a constant volume (all zero or one value: a missing or empty scan)."""
-    volume = torch.as_tensor(volume).as_subclass(torch.Tensor)
+    volume = in_memory_order(torch.as_tensor(volume).as_subclass(torch.Tensor))
     finite = torch.isfinite(volume) if volume.is_floating_point() else None
     if finite is not None and not bool(finite.all()):
         n_nan = int(torch.isnan(volume).sum())
@@ -88,7 +95,9 @@ def grid_problem(
 def label_problem(volume, labels: Sequence[int] = BRATS_LABELS) -> Optional[str]:
     """Label values outside ``labels``: BraTS's {0, 1, 2, 4}, or MSD Task01's {0, 1, 2, 3} for an MSD case."""
     volume = np.asarray(volume)
-    if volume.dtype.kind in "ub" or (volume.dtype.kind == "i" and volume.size and volume.min() >= 0):
+    if volume.dtype == np.uint8:
+        values = torch.bincount(torch.from_numpy(volume.ravel(order="K"))).nonzero().flatten().numpy()
+    elif volume.dtype.kind in "ub" or (volume.dtype.kind == "i" and volume.size and volume.min() >= 0):
         values = np.flatnonzero(np.bincount(volume.ravel().astype(np.intp, copy=False)))  # no sort: one pass
     else:
         values = np.unique(volume)

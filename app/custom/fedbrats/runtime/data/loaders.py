@@ -7,11 +7,12 @@ import multiprocessing
 from typing import Iterator, List, Sequence
 
 from monai.data import DataLoader, Dataset
+from monai.transforms import Compose
 
 from fedbrats.runtime.data.cache import CachedCases, CachePlan, available_memory
 from fedbrats.runtime.data.compact import CompactCased
 from fedbrats.runtime.data.datalist import resolve_datalist
-from fedbrats.runtime.data.transforms import after_cache_transforms, eval_transforms
+from fedbrats.runtime.data.transforms import after_cache_transforms, eval_transforms, train_transforms
 from fedbrats.runtime.errors import BratsDataError
 from fedbrats.runtime.settings import TrainSettings
 
@@ -53,16 +54,34 @@ def data_errors() -> Iterator[None]:
         raise error from None
 
 
+class TrainingCrops(Dataset):
+    """Training crops of a site's cases: a kept case restored and cropped (``transform``), any other cropped from its
+    files by ``from_files`` (:func:`~.transforms.train_transforms`), which decodes it once without the cache's
+    whole-volume preprocessing."""
+
+    def __init__(self, cases: CachedCases, transform: Compose, from_files: Compose):
+        super().__init__(cases, transform)
+        self.from_files = from_files
+
+    def _transform(self, index: int):
+        if index < len(self.data.cache):
+            return self.transform(self.data.cache[index])
+        return self.from_files(dict(self.data.entries[index]))
+
+
 def make_dataset(entries: List[dict], settings: TrainSettings, train: bool, memory_share: float = 1.0) -> Dataset:
     """The cases of ``entries`` as a loader takes them: preprocessed, kept compact as far as ``settings.cache_rate``
     (or, for ``auto``, ``memory_share`` of the memory) allows and restored to float32 after the cache; random training
-    crops when ``train``. A case that is not kept is preprocessed on every use and never compacted."""
+    crops when ``train``. A case that is not kept is preprocessed on every use and never compacted; for training, only
+    its crop is normalised and augmented (:class:`TrainingCrops`)."""
     available = available_memory() if memory_share < 1 else None
     available = int(available * memory_share) if available is not None else None
     plan = CachePlan.from_rate(settings.cache_rate, len(entries), available)
     with data_errors():
         cases = CachedCases(entries, eval_transforms(settings), plan, keep=CompactCased())
     logger.info("%s", cases.summary())
+    if train:
+        return TrainingCrops(cases, after_cache_transforms(settings, train), train_transforms(settings))
     return Dataset(cases, after_cache_transforms(settings, train))
 
 

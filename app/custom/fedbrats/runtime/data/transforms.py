@@ -1,8 +1,11 @@
 """MONAI preprocessing of BraTS cases, as in the reference SegResNetVAE training."""
 
 import math
-from typing import Hashable, List, Mapping, Optional, Tuple
+import zlib
+from typing import Hashable, List, Mapping, Optional, Sequence, Tuple
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import (
@@ -83,7 +86,11 @@ class LoadBratsCased(MapTransform):
                 problem(guards.grid_problem(name, img.affine, ref_name, ref.affine, ref.shape[1:]), path)
         if problems or len(loaded) < len(MODALITIES):
             return None, ref_name, ref
-        return MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta)), ref_name, ref
+        return self._stacked(channels), ref_name, ref
+
+    def _stacked(self, channels: List[MetaTensor]) -> MetaTensor:
+        """The modalities as one float32 image, channel first."""
+        return MetaTensor(torch.cat([c.float() for c in channels], dim=0), meta=dict(channels[0].meta))
 
     def _msd_image(self, case: str, path: Optional[str], problems: List[BratsDataError], problem) -> tuple:
         """(image or None, name and volume of the grid reference) of the 4D image of an MSD case."""
@@ -141,6 +148,67 @@ class LoadBratsCased(MapTransform):
         return d
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+STATS_KEY = "image_nonzero_stats"
+"""Key of the per-channel (mean, standard deviation) :class:`NonzeroStatsd` stores for :class:`NormalizeByStatsd`."""
+GRID_ATOL = 1e-4
+"""How far (mm) the axes of an affine may be from RAS at the settings' voxel size for a volume to count as on it:
+float32 noise of a NIfTI header, far below a shift of a voxel over a 512-voxel field."""
+STATS_SLICES = 4
+"""Slices of a channel taken at a time for its standard deviation: small temporaries that stay in the CPU's cache."""
+
+
+def gunzip(raw: bytes) -> bytes:
+    """The content of gzip data of one or more members, decompressed by zlib in one call each."""
+    parts = []
+    while raw:
+        member = zlib.decompressobj(wbits=31)
+        parts.append(member.decompress(raw))
+        raw = member.unused_data
+    return b"".join(parts)
+
+
+def read_nifti(path: str) -> Optional[MetaTensor]:
+    """A 3D or 4D NIfTI-1 file (gzipped or not) as a channel-first MetaTensor viewing the decoded array in its
+    stored type and layout; None for any other file, or one that fails here (MONAI's reader then takes it)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        image = nib.Nifti1Image.from_bytes(gunzip(raw) if raw[:2] == GZIP_MAGIC else raw)
+        volume = torch.from_numpy(np.asanyarray(image.dataobj))
+        affine = torch.as_tensor(image.affine, dtype=torch.float64)
+    except Exception:
+        return None
+    if volume.ndim not in (3, 4):
+        return None
+    volume = volume.unsqueeze(0) if volume.ndim == 3 else volume.movedim(-1, 0)
+    return MetaTensor(volume, affine=affine, meta={"filename_or_obj": path})
+
+
+class ReadBratsCased(LoadBratsCased):
+    """:class:`LoadBratsCased` with each file decoded once by nibabel and its modalities converted to float32 in
+    the copy that stacks them: the same voxels, without MONAI's reader's copies; the label in int16. Used for training
+    crops."""
+
+    def _load(self, case: str, path: str, problems: List[BratsDataError], channels: int = 1) -> Optional[MetaTensor]:
+        img = read_nifti(path)
+        if img is None or img.shape[0] != channels:
+            return super()._load(case, path, problems, channels)
+        return img
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = super().__call__(data)
+        if self.with_label:  # int16: MONAI's crop around tumour takes every voxel of a uint8 label for background
+            d["label"] = d["label"].contiguous().to(torch.int16)
+        return d
+
+    def _stacked(self, channels: List[MetaTensor]) -> MetaTensor:
+        image = torch.empty((len(channels), *channels[0].shape[1:]), dtype=torch.float32)
+        for target, channel in zip(image, channels):
+            target.copy_(channel.as_tensor()[0])
+        return MetaTensor(image, meta=dict(channels[0].meta))
+
+
 class NonzeroNormalize(NormalizeIntensity):
     """MONAI's channel-wise z-score over the non-zero voxels (``NormalizeIntensity(nonzero=True,
     channel_wise=True)``, zeros stay zero) from whole-volume sums rather than boolean indexing: the same values
@@ -169,21 +237,99 @@ class NonzeroNormalized(NormalizeIntensityd):
         self.normalizer = NonzeroNormalize()
 
 
+def nonzero_stats(channel: torch.Tensor) -> Tuple[float, float]:
+    """(mean, standard deviation) of the non-zero voxels of one float32 channel, as :class:`NonzeroNormalize`
+    computes them; (0, 1) for a channel without any, and a standard deviation of 0 taken as 1."""
+    n = int(torch.count_nonzero(channel))
+    if n == 0:
+        return 0.0, 1.0
+    mean = float(channel.sum()) / n
+    squares = 0.0
+    for part in channel.split(STATS_SLICES):
+        centred = part.sub(mean).mul_(part != 0).reshape(-1)
+        squares += float(torch.dot(centred, centred))
+    std = math.sqrt(squares / n)
+    return mean, std if std > 0 else 1.0
+
+
+class NonzeroStatsd(MapTransform):
+    """Store the per-channel :func:`nonzero_stats` of the whole ``image`` under :data:`STATS_KEY`; the image is left
+    as it is, for :class:`NormalizeByStatsd` to normalise only the crop taken of it."""
+
+    def __init__(self, key: str = "image"):
+        super().__init__(keys=[key])
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        image = torch.as_tensor(d[self.keys[0]]).as_subclass(torch.Tensor)
+        d[STATS_KEY] = [nonzero_stats(channel) for channel in image.float()]
+        return d
+
+
+class NormalizeByStatsd(MapTransform):
+    """Z-score ``image`` (a crop) with the statistics :class:`NonzeroStatsd` stored of its whole volume, into a new
+    float32 tensor: the voxels :class:`NonzeroNormalized` gives the whole volume, zeros staying zero."""
+
+    def __init__(self, key: str = "image"):
+        super().__init__(keys=[key])
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        stats: Sequence[Tuple[float, float]] = d.pop(STATS_KEY)
+        image = d[self.keys[0]]
+        values = torch.as_tensor(image).as_subclass(torch.Tensor)
+        normalised = torch.empty(values.shape, dtype=torch.float32)
+        for target, channel, (mean, std) in zip(normalised, values, stats):
+            torch.sub(channel, mean, out=target).mul_(channel != 0).div_(std)
+        if isinstance(image, MetaTensor):
+            normalised = MetaTensor(normalised, meta=image.meta, applied_operations=image.applied_operations)
+        d[self.keys[0]] = normalised
+        return d
+
+
+def grid_transforms(settings: TrainSettings, keys: List[str]) -> list:
+    """Orient to RAS and resample to ``settings.pixdim`` (each a no-op on a volume already so)."""
+    modes = ("bilinear", "nearest")[: len(keys)]
+    return [
+        Orientationd(keys=keys, axcodes="RAS", labels=None),
+        Spacingd(keys=keys, pixdim=(settings.pixdim,) * 3, mode=modes),
+    ]
+
+
+def on_grid(affine: torch.Tensor, pixdim: float) -> bool:
+    """Whether a volume of ``affine`` is already RAS at ``pixdim`` mm: orienting and resampling it change nothing."""
+    axes = np.asarray(torch.as_tensor(affine), dtype=np.float64)[:3, :3]
+    return bool(np.allclose(axes, np.diag([pixdim] * 3), rtol=0, atol=GRID_ATOL))
+
+
+class ToGridd(MapTransform):
+    """:func:`grid_transforms` of ``keys``, skipped when the image is already :func:`on_grid` (which would only
+    convert the volumes to float32)."""
+
+    def __init__(self, settings: TrainSettings, keys: List[str]):
+        super().__init__(keys=keys)
+        self.pixdim = settings.pixdim
+        self.transforms = Compose(grid_transforms(settings, keys))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        if on_grid(data["image"].affine, self.pixdim):
+            return dict(data)
+        return self.transforms(dict(data))
+
+
+def label_regions() -> list:
+    """BraTS labels to the TC, WT and ET regions, float32."""
+    return [
+        ConvertToMultiChannelBasedOnBratsClassesd(keys="label"),
+        EnsureTyped(keys="label", dtype=torch.float32),
+    ]
+
+
 def deterministic_transforms(settings: TrainSettings, with_label: bool = True, pad_to_crop: bool = True) -> list:
     """Decode, convert labels, orient, resample and normalise: the part that caching keeps."""
     keys = ["image", "label"] if with_label else ["image"]
-    modes = ("bilinear", "nearest") if with_label else ("bilinear",)
-    chain = [LoadBratsCased(with_label)]
-    if with_label:
-        chain += [
-            ConvertToMultiChannelBasedOnBratsClassesd(keys="label"),
-            EnsureTyped(keys="label", dtype=torch.float32),
-        ]
-    chain += [
-        Orientationd(keys=keys, axcodes="RAS", labels=None),
-        Spacingd(keys=keys, pixdim=(settings.pixdim,) * 3, mode=modes),
-        NonzeroNormalized(keys="image"),
-    ]
+    chain = [LoadBratsCased(with_label)] + (label_regions() if with_label else [])
+    chain += grid_transforms(settings, keys) + [NonzeroNormalized(keys="image")]
     if pad_to_crop:
         chain.append(SpatialPadd(keys=keys, spatial_size=settings.crop))
     return chain
@@ -209,8 +355,17 @@ def random_transforms(settings: TrainSettings) -> list:
 
 
 def train_transforms(settings: TrainSettings) -> Compose:
-    """A training crop of a case from its files, with nothing cached."""
-    return Compose(deterministic_transforms(settings) + random_transforms(settings))
+    """A training crop of a case from its files, with nothing cached: the whole volume is decoded, oriented,
+    resampled and measured, then only the crop is normalised, turned into regions and augmented.
+
+    The crop holds the voxels of :func:`deterministic_transforms` followed by :func:`random_transforms`, from the
+    same random draws (the random transforms are the same, in the same order), but for float32 rounding of the
+    normalisation's standard deviation."""
+    keys = ["image", "label"]
+    crop, *flips, scale, shift = random_transforms(settings)
+    chain = [ReadBratsCased(), ToGridd(settings, keys), NonzeroStatsd()]
+    chain += [SpatialPadd(keys=keys, spatial_size=settings.crop), crop, *flips, NormalizeByStatsd()]
+    return Compose(chain + label_regions() + [scale, shift])
 
 
 def eval_transforms(settings: TrainSettings, with_label: bool = True) -> Compose:
