@@ -1,16 +1,23 @@
-"""A job aborted from the admin side (``nvflare job abort``) while the sites train: every site stops within one
-local step of the abort reaching it, nothing is sent, and the job's processes end; the POC system itself keeps
-running until it is stopped, and then nothing is left."""
+"""Jobs of a live POC system watched and stopped from the admin side. ``fedbrats status`` reads a running job through
+FLARE's admin API. A job aborted (``nvflare job abort``) while the sites train: every site stops within one local step
+of the abort reaching it, nothing is sent, and the job's processes end; the POC system itself keeps running until it
+is stopped, and then nothing is left."""
 
+import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
-from builders import TINY_TRAINING
-from poc_helpers import job_log, processes_naming, start_with_tiny_sites, wait_for
+from builders import TINY_TRAINING, write_site
+from poc_helpers import job_log, processes_naming, wait_for
 
+from fedbrats.cli import main
 from fedbrats.federation.catalog import job_recipe
+from fedbrats.runners import status
 from fedbrats.runners.poc import PocSystem, listening_ports
+from fedbrats.runners.status import POC_ADMIN, snapshot, summarize
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +51,68 @@ def logged_at(log, pattern):
 
 
 @pytest.fixture(scope="module")
-def aborted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("abort")
+def live_poc(tmp_path_factory):
+    """A started POC system of 2 tiny sites, site-1 with one validation case and site-2 with two."""
+    tmp = tmp_path_factory.mktemp("live")
     poc = PocSystem(str(tmp / "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
     try:
-        start_with_tiny_sites(poc, tmp)
+        poc.prepare()
+        for k, site in enumerate(SITES):
+            root = str(tmp / f"data-{site}")
+            poc.set_site_data(site, root, write_site(root, n_val=1 + k, seed=10 * k, name=f"{site}.json"))
+        poc.start()
+        yield poc
+    finally:
+        if poc.our_processes():
+            poc.stop(grace=5)
+
+
+def test_status_of_a_live_poc_job(live_poc, capsys):
+    poc = live_poc
+    values = {"num_rounds": 12, "training": TINY_TRAINING, "sites": SITES, "min_clients": len(SITES)}
+    job_id = poc.submit(job_recipe(JOB, values))
+    kit = poc.participant_dir(POC_ADMIN)
+    with status.admin_session(kit) as session:
+        deadline = time.time() + 300
+        summary = summarize(snapshot(session, job_id))
+        while not summary["dice"]["last"] and time.time() < deadline:
+            time.sleep(1)
+            summary = summarize(snapshot(session, job_id))
+    assert summary["job"]["id"] == job_id and summary["job"]["status"] == "RUNNING", summary
+    assert summary["round"]["planned"] == 12 and summary["round"]["done"] >= 1
+    assert [(s["site"], s["connected"]) for s in summary["sites"]] == [("site-1", True), ("site-2", True)]
+    assert all(0 <= s["last_heard"] < 60 for s in summary["sites"])
+    last = summary["dice"]["last"]
+    assert last["round"] >= 1 and last["cases"] == 3 and last["sites"] == SITES
+    assert all(0 <= last[k] <= 1 for k in ("dice_tc", "dice_wt", "dice_et", "mean_dice"))
+    assert summary["dice"]["best"] is not None and summary["time"]["per_round"] > 0
+
+    capsys.readouterr()
+    assert main(["status", "--poc-root", poc.root]) == 0
+    text = capsys.readouterr().out
+    with capsys.disabled():
+        print(f"\n$ fedbrats status\n{text}")
+    assert text.startswith(f"job {job_id} ({JOB}): RUNNING for ")
+    assert "sites: 2 of 2 connected" in text and "(3 cases)" in text
+    assert main(["status", "--startup-kit", kit, "--job", job_id[:8], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["job"]["id"] == job_id
+
+    unknown = [sys.executable, "-m", "fedbrats.cli", "status", "--poc-root", poc.root, "--job", "no-such-job"]
+    done = subprocess.run(unknown, capture_output=True, text=True, timeout=120)
+    with capsys.disabled():
+        print(f"$ fedbrats status --job no-such-job\n{done.stdout}{done.stderr}(exit {done.returncode})")
+    assert done.returncode == 2 and done.stdout == ""
+    message = f"fedbrats status: no job no-such-job on the server at localhost:{poc.port}"
+    assert message in done.stderr.splitlines()
+    with status.admin_session(kit) as session:
+        session.abort_job(job_id)
+    assert "ABORTED" in poc.wait(job_id, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def aborted(live_poc):
+    poc = live_poc
+    try:
         training = {**TINY_TRAINING, "local_steps": LOCAL_STEPS}
         job_id = poc.submit(job_recipe(JOB, {"num_rounds": 2, "training": training, "sites": SITES}))
         training_line = f"round 1/2 training starts: {LOCAL_STEPS} local steps"
@@ -56,7 +120,7 @@ def aborted(tmp_path_factory):
         time.sleep(3)  # some steps into the round
         abort_at = time.time()
         poc.nvflare("job", "abort", job_id, "--force", timeout=120)
-        status = poc.wait(job_id, timeout=120)
+        ended = poc.wait(job_id, timeout=120)
         job_ended = wait_for(
             lambda: not processes_naming(job_id, poc.our_processes()) and time.time(), 60, "the job's processes"
         )
@@ -65,7 +129,7 @@ def aborted(tmp_path_factory):
         poc.stop(grace=5)
         yield {
             "poc": poc,
-            "status": status,
+            "status": ended,
             "abort_at": abort_at,
             "job_ended": job_ended,
             "services": services,

@@ -3,25 +3,19 @@ job seen through FLARE's admin API."""
 
 import contextlib
 import json
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
 import pytest
-from builders import TINY_TRAINING, write_site
 
 from fedbrats.cli import main
-from fedbrats.federation.catalog import job_recipe
 from fedbrats.runners import status
-from fedbrats.runners.poc import PocSystem, listening_ports
+from fedbrats.runners.poc import PocSystem
 from fedbrats.runners.status import (
-    POC_ADMIN,
     dice_rounds,
     format_status,
     round_seconds,
     seconds_left,
-    snapshot,
     summarize,
 )
 
@@ -304,54 +298,3 @@ def test_a_server_that_does_not_answer_is_a_one_line_failure(tmp_path, capsys):
         f"fedbrats status: cannot reach the FLARE server at localhost:{poc.port} within 2 s: is the system running?\n"
     )
     assert poc.our_processes() == []
-
-
-@pytest.mark.slow
-def test_status_of_a_live_poc_job(tmp_path, capsys):
-    poc = PocSystem(str(tmp_path / "poc"), SITES, port=None)  # a free port: another POC system may hold 8002
-    try:
-        poc.prepare()
-        for k, site in enumerate(SITES):  # site-2 holds two validation cases, site-1 one
-            root = str(tmp_path / f"data-{site}")
-            poc.set_site_data(site, root, write_site(root, n_val=1 + k, seed=10 * k, name=f"{site}.json"))
-        poc.start()
-        values = {"num_rounds": 12, "training": TINY_TRAINING, "sites": SITES, "min_clients": len(SITES)}
-        job_id = poc.submit(job_recipe("brats_fedavg_demo", values))
-        kit = poc.participant_dir(POC_ADMIN)
-        with status.admin_session(kit) as session:
-            deadline = time.time() + 300
-            summary = summarize(snapshot(session, job_id))
-            while not summary["dice"]["last"] and time.time() < deadline:
-                time.sleep(1)
-                summary = summarize(snapshot(session, job_id))
-        assert summary["job"]["id"] == job_id and summary["job"]["status"] == "RUNNING", summary
-        assert summary["round"]["planned"] == 12 and summary["round"]["done"] >= 1
-        assert [(s["site"], s["connected"]) for s in summary["sites"]] == [("site-1", True), ("site-2", True)]
-        assert all(0 <= s["last_heard"] < 60 for s in summary["sites"])
-        last = summary["dice"]["last"]
-        assert last["round"] >= 1 and last["cases"] == 3 and last["sites"] == SITES
-        assert all(0 <= last[k] <= 1 for k in ("dice_tc", "dice_wt", "dice_et", "mean_dice"))
-        assert summary["dice"]["best"] is not None and summary["time"]["per_round"] > 0
-
-        capsys.readouterr()
-        assert main(["status", "--poc-root", poc.root]) == 0
-        text = capsys.readouterr().out
-        with capsys.disabled():
-            print(f"\n$ fedbrats status\n{text}")
-        assert text.startswith(f"job {job_id} (brats_fedavg_demo): RUNNING for ")
-        assert "sites: 2 of 2 connected" in text and "(3 cases)" in text
-        assert main(["status", "--startup-kit", kit, "--job", job_id[:8], "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["job"]["id"] == job_id
-
-        unknown = [sys.executable, "-m", "fedbrats.cli", "status", "--poc-root", poc.root, "--job", "no-such-job"]
-        done = subprocess.run(unknown, capture_output=True, text=True, timeout=120)
-        with capsys.disabled():
-            print(f"$ fedbrats status --job no-such-job\n{done.stdout}{done.stderr}(exit {done.returncode})")
-        assert done.returncode == 2 and done.stdout == ""
-        message = f"fedbrats status: no job no-such-job on the server at localhost:{poc.port}"
-        assert message in done.stderr.splitlines()
-        with status.admin_session(kit) as session:
-            session.abort_job(job_id)
-    finally:
-        poc.stop(grace=10)
-    assert poc.our_processes() == [] and poc.port not in listening_ports()
