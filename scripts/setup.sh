@@ -33,6 +33,20 @@ if ! cmp -s pyproject.toml "$STAMP" || ! .venv/bin/python -c "import fedbrats, p
   "${PIP[@]}" install -e ".[test]"
   cp pyproject.toml "$STAMP"
 fi
+# the browser test of `fedbrats annotate --serve` drives Debian's Chromium through its driver
+if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo -n"
+  apt_install() { $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+  if command -v apt-get >/dev/null 2>&1 && $as_root true 2>/dev/null; then
+    echo "[setup] installing chromium and chromium-driver"
+    apt_install || { $as_root apt-get update -q >/dev/null && apt_install; } \
+      || echo "[setup] could not install chromium and chromium-driver: the browser test of the annotation page needs them"
+  else
+    echo "[setup] chromium and chromium-driver are missing (apt-get install chromium chromium-driver as root):" \
+      "the browser test of the annotation page needs them"
+  fi
+fi
 versions='import torch, monai, nvflare
 print(f"torch {torch.__version__}, monai {monai.__version__}, nvflare {nvflare.__version__}")'
 echo "[setup] ready: $(.venv/bin/python -c "$versions")"

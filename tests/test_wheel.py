@@ -66,14 +66,17 @@ def test_the_wheel_is_what_runs(installed):
     code = (
         "import os, fedbrats.package_data as p, fedbrats.federation.catalog as c; print(p.PACKAGE_DIR); "
         "print(len(p.reference_datalists()), os.path.isfile(p.CASE_TABLE)); print(' '.join(c.job_names())); "
-        "print(os.path.islink(p.JOBS_DIR), os.path.islink(p.REFERENCE_DATALISTS))"
+        "print(os.path.islink(p.JOBS_DIR), os.path.islink(p.REFERENCE_DATALISTS)); "
+        "from fedbrats.runners.annotate_server import PAGE_DIR, PAGE_FILES; "
+        "print(all(os.path.isfile(os.path.join(PAGE_DIR, f)) for f, _ in PAGE_FILES.values()))"
     )
     where = run([python, "-c", code], tmp)
-    package_file, data, jobs, links = where.strip().splitlines()
+    package_file, data, jobs, links, page = where.strip().splitlines()
     assert package_file.startswith(str(tmp / "venv")), package_file
     assert data == "3 True"
     assert jobs == " ".join(sorted(os.listdir(os.path.join(REPO, "jobs"))))
     assert links == "False False"  # the datalists and the jobs are real files in the installed package
+    assert page == "True", "the annotation page's files are not in the wheel"
 
 
 def test_export_and_simulate_one_round_with_the_installed_package(installed):

@@ -39,7 +39,12 @@ GROUPS: Dict[str, Dict[str, Command]] = {
     "evaluate and ship": {
         "report": ("fedbrats.evaluation", "cross-site evaluation report of a finished job"),
         "infer": ("fedbrats.evaluation", "segment cases with a trained model: <case>_seg.nii.gz on each case's grid"),
+        "annotate": (
+            "fedbrats.runners",
+            "correct a case's segmentation with clicks (interactive model); --serve: the same in a local web page",
+        ),
         "evaluate": ("fedbrats.evaluation", "Dice and HD95 per case and region of segmentations against references"),
+        "clicks": ("fedbrats.evaluation", "Dice against simulated clicks of an interactive model, NoC@85 and NoC@90"),
         "model-card": ("fedbrats.evaluation", "MONAI bundle of a model: metadata.json, inference.json, model.pt"),
         "export": ("fedbrats.evaluation", "TorchScript and ONNX of a model, checked and timed against PyTorch"),
     },

@@ -30,3 +30,15 @@ DEMO_TRAINING = {**CPU_RECIPE, "crop": [32, 32, 32], "local_steps": 75}
 STUDY_TRAINING = {**CPU_RECIPE, "crop": [32, 32, 32], "sw_roi": [32, 32, 32], "sw_overlap": 0.25, "sw_batch_size": 4}
 """The accuracy study's training: the CPU recipe on 32^3 crops, validated in windows of the crop's size, four at a
 time (docs/training.md)."""
+
+DEEPGROW_TRAINING = {
+    **CPU_RECIPE,
+    "crop": [32, 32, 32],
+    "local_steps": 40,
+    "et_min_volume": 0.0,
+    "interactive": True,
+    "max_clicks": 4,
+    "eval_clicks": 5,
+}
+"""The interactive model's training (brats_deepgrow): the CPU recipe on 32^3 crops, each step after 0 to 4 rounds of
+simulated clicks, validated after 5 clicks per region; no small-ET rule (a click decides what is ET)."""

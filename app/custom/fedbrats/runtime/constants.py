@@ -23,6 +23,12 @@ MSD_TO_BRATS_LABELS = {0: 0, 1: 2, 2: 1, 3: 4}
 REGIONS = ("TC", "WT", "ET")
 """Output channels: tumour core (1+4), whole tumour (1+2+4), enhancing tumour (4)."""
 
+CLICK_REGIONS = tuple(r.lower() for r in REGIONS)
+"""Region names of a click (``tc``, ``wt``, ``et``)."""
+INTERACTIVE_CHANNELS = len(MODALITIES) + 3 * len(REGIONS)
+"""Input channels of the interactive model: the modalities, the starting segmentation (TC, WT, ET) and a positive
+and a negative click map per region."""
+
 DICE, HD95 = "dice", "hd95"
 SENSITIVITY, SPECIFICITY = "sensitivity", "specificity"
 """Recall TP / (TP + FN) and TN / (TN + FP) of a region over every voxel of the grid scored, as FeTS reports them."""

@@ -27,13 +27,14 @@ class BratsSegResNetVAE(SegResNetVAE):
         blocks_up: Sequence[int] = _DEFAULTS.blocks_up,
         dropout: float = _DEFAULTS.dropout,
         seed: Optional[int] = None,
+        in_channels: int = len(MODALITIES),
     ):
         if seed is not None:
             torch.manual_seed(int(seed))
         super().__init__(
             spatial_dims=3,
             input_image_size=tuple(int(c) for c in crop),
-            in_channels=len(MODALITIES),
+            in_channels=int(in_channels),
             out_channels=len(REGIONS),
             init_filters=int(init_filters),
             blocks_down=tuple(blocks_down),

@@ -5,6 +5,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Mapping, Tuple, Union
 
+from fedbrats.runtime.constants import INTERACTIVE_CHANNELS, MODALITIES
+
 CROP_SAMPLING = ("random", "tumour")
 LOSSES = ("dice", "dice_bce")
 LR_SCHEDULES = ("constant", "cosine")
@@ -75,6 +77,14 @@ class TrainSettings:
     sw_batch_size: int = 1
     sw_overlap: float = 0.5
     seed: int = 0
+    interactive: bool = False
+    """The Deepgrow-style model (:mod:`~.interactive`): the modalities, a starting segmentation and click maps in,
+    trained and validated with simulated clicks."""
+    max_clicks: int = 4
+    """Interactive training: each step simulates 0 to this many rounds of clicks (one per region) before it learns."""
+    eval_clicks: int = 5
+    """Interactive validation: clicks per region before a case is scored; a site's ``mean_dice`` (the selection of
+    the best global model) is the Dice after these clicks, and the scores without clicks come beside it."""
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] = None) -> "TrainSettings":
@@ -96,6 +106,8 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {settings.loss!r}")
         if settings.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {settings.lr_schedule!r}")
+        if settings.max_clicks < 0 or settings.eval_clicks < 0:
+            raise ValueError("max_clicks and eval_clicks must not be negative")
         if settings.local_epochs < 1 or settings.batch_size < 1 or settings.local_steps < 0:
             raise ValueError("local_epochs and batch_size must be at least 1, local_steps at least 0")
         if len(settings.crop) != 3 or min(settings.crop) < 16:
@@ -134,6 +146,7 @@ class TrainSettings:
             "blocks_up": list(self.blocks_up),
             "dropout": self.dropout,
             "seed": self.seed,
+            "in_channels": INTERACTIVE_CHANNELS if self.interactive else len(MODALITIES),
         }
 
 

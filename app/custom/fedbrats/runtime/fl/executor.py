@@ -30,6 +30,7 @@ from fedbrats.runtime.fl.flare_compat import abort_time, serialize_always
 from fedbrats.runtime.fl.ranks import RANK_ERROR_HEADER, RANK_STARTED, START_ERROR, TASK_HEADER, SiteRanks, pack, unpack
 from fedbrats.runtime.fl.site_algorithms import site_method
 from fedbrats.runtime.fl.site_data import resolve_site_data, site_processes
+from fedbrats.runtime.interactive.engine import site_engine
 from fedbrats.runtime.metrics import without_case_order
 from fedbrats.runtime.settings import TrainSettings
 from fedbrats.runtime.update_guards import named, nonfinite_tensors
@@ -187,7 +188,7 @@ class BratsExecutor(Executor):
         device = select_device(self.device)
         if is_rank:
             device = distributed.start(self.device, timeout).device
-        self.engine = SegmentationEngine(self.settings, device)
+        self.engine = site_engine(self.settings, device)  # the interactive model's when the settings say so
         self.method = site_method(self.algorithm, self.algorithm_args)
         self.method.setup(self.engine, self.app_dir)
         if distributed.rank():  # the ranks draw other crops and augmentations from the same model
