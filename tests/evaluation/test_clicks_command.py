@@ -8,7 +8,7 @@ import torch
 from builders import write_site
 
 from fedbrats.cli import main
-from fedbrats.evaluation.clicks import clicks_to_reach, summary
+from fedbrats.evaluation.clicks import clicks_to_reach, markdown, summary
 from fedbrats.runtime.model import build_model
 from fedbrats.runtime.settings import TrainSettings
 
@@ -43,3 +43,16 @@ def test_the_command_writes_curves_noc_and_a_plot(tmp_path):
     page = open(os.path.join(docs, "interactive.md")).read()
     assert "| site | TC | 2 |" in page and "Dice 3 clicks" in page and "![Dice against clicks](interactive.png)" in page
     assert os.path.getsize(os.path.join(docs, "interactive.png")) > 0
+
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+
+
+@pytest.mark.parametrize("name", ["interactive", "interactive-from-model"])
+def test_the_interactive_pages_are_their_json_rendered(name):
+    with open(os.path.join(DOCS, f"{name}.json")) as f:
+        result = json.load(f)
+    with open(os.path.join(DOCS, f"{name}.md")) as f:
+        assert f.read() == markdown(result, f"{name}.png")
+    assert os.path.isfile(os.path.join(DOCS, f"{name}.png"))
+    assert result["clicks"] >= 10 and all(s["cases"] for s in result["sites"].values())

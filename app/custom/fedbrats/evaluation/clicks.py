@@ -198,7 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-model", help="a diagnostic model whose segmentation each case starts from")
     parser.add_argument("--max-cases", type=int, default=0, help="at most this many cases per site (0: all)")
     parser.add_argument("--out", default="workspace/clicks", help="folder of clicks.json, clicks.md and clicks.png")
-    parser.add_argument("--docs", help=f"also write {PAGE}.md, {PAGE}.json and {PAGE}.png into this folder (docs)")
+    parser.add_argument("--docs", help="also write the page, its JSON and its figure into this folder (docs)")
+    parser.add_argument("--name", default=PAGE, help=f"name of the page in --docs ({PAGE}: {PAGE}.md, .json, .png)")
     parser.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
 
@@ -226,7 +227,7 @@ def run(args: argparse.Namespace) -> None:
         "date": time.strftime("%Y-%m-%d"),
         "sites": evaluate_clicks(annotator, sites, args.clicks, start),
     }
-    for folder, name in ((args.out, "clicks"), (args.docs, PAGE)):
+    for folder, name in ((args.out, "clicks"), (args.docs, args.name)):
         if folder:
             paths = write(result, folder, name)
             print(f"{PREFIX} written {', '.join(paths.values())}")
