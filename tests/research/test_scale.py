@@ -25,8 +25,8 @@ def test_serialised_update_is_about_the_model_size():
 
 @pytest.mark.slow
 def test_echo_sites_run_every_round_and_the_cross_site_report(tmp_path):
-    row = echo_run(str(tmp_path), sites=3, rounds=2, training=TINY, threads=2)
+    row = echo_run(str(tmp_path), sites=2, rounds=2, training=TINY, threads=2)
     assert row["rounds"] == 2 and row["round_s"] > 0
-    assert row["report_models"] == 5  # final and best global models, 3 local models
+    assert row["report_models"] == 4  # final and best global models, 2 local models
     assert row["server_peak_rss_MiB"] > 50 and row["site_worker_peak_rss_MiB"] > 50  # both kinds of process sampled
-    assert row["sent_per_round_MiB"] == pytest.approx(6 * row["model_MiB"], abs=0.2)
+    assert row["sent_per_round_MiB"] == pytest.approx(4 * row["model_MiB"], abs=0.2)
