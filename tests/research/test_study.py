@@ -172,7 +172,17 @@ def test_a_verdict_needs_the_whole_interval_on_one_side(interval, threshold, abo
     assert verdict(interval, threshold, above) == expected
 
 
-@pytest.mark.parametrize("name", ["results", "results-seed-1", "results-1000-steps", "results-2000-steps"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "results",
+        "results-seed-1",
+        "results-1000-steps",
+        "results-2000-steps",
+        "results-methods",
+        "results-methods-seed-1",
+    ],
+)
 def test_a_results_page_is_its_json_rendered(name):
     """Every table and verdict of a results page is what the study makes of its recorded results."""
     study = json.load(open(os.path.join(REPO, "docs", f"{name}.json")))
