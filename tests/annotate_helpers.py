@@ -2,11 +2,14 @@
 
 import json
 import os
+import threading
+from contextlib import contextmanager
 
 import nibabel as nib
 import numpy as np
 from builders import write_site
 
+from fedbrats.runners.annotate_server import make_server
 from fedbrats.runtime.data.datalist import case_name
 
 UNLABELLED = "Case_003"
@@ -23,6 +26,18 @@ def site_with_unlabelled_case(root):
     with open(datalist, "w") as f:
         json.dump(data, f)
     return datalist
+
+
+@contextmanager
+def serving(session):
+    """The page's server of ``session`` on a free local port, in a thread, until the block ends."""
+    server = make_server(session)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class StandInAnnotator:

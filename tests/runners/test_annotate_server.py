@@ -3,16 +3,15 @@ segmented, undo, saving into the site's data that refuses to overwrite unless as
 
 import json
 import os
-import threading
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
-from annotate_helpers import UNLABELLED, StandInAnnotator, site_with_unlabelled_case
+from annotate_helpers import UNLABELLED, StandInAnnotator, serving, site_with_unlabelled_case
 
 from fedbrats.prepare.check_data import check_datalist
-from fedbrats.runners.annotate_server import Session, display_slice, make_server
+from fedbrats.runners.annotate_server import Session, display_slice
 from fedbrats.runners.annotation import datalist_case
 
 
@@ -25,11 +24,8 @@ def site(tmp_path):
 @pytest.fixture
 def url(site):
     root, datalist = site
-    server = make_server(Session(datalist_case(root, datalist, UNLABELLED), StandInAnnotator(), None))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Session(datalist_case(root, datalist, UNLABELLED), StandInAnnotator(), None)) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def call(url, path, body=None, content_type="application/json"):

@@ -4,16 +4,15 @@ shows the case, a click segments, Save writes a label that ``check-data`` accept
 import json
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
-from annotate_helpers import UNLABELLED, site_with_unlabelled_case
+from annotate_helpers import UNLABELLED, serving, site_with_unlabelled_case
 from builders import TINY_TRAINING, tumour_case
 
 from fedbrats.evaluation.annotator import Annotator
 from fedbrats.prepare.check_data import check_datalist
-from fedbrats.runners.annotate_server import Session, make_server
+from fedbrats.runners.annotate_server import Session
 from fedbrats.runners.annotation import datalist_case
 from fedbrats.runtime.data.datalist import case_name
 from fedbrats.runtime.settings import TrainSettings
@@ -35,15 +34,9 @@ def site(tmp_path):
 @pytest.fixture
 def server(site):
     root, datalist = site
-    session = Session(
-        datalist_case(root, datalist, UNLABELLED), Annotator.untrained(TrainSettings.from_dict(TINY_TRAINING)), None
-    )
-    server = make_server(session)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    annotator = Annotator.untrained(TrainSettings.from_dict(TINY_TRAINING))
+    with serving(Session(datalist_case(root, datalist, UNLABELLED), annotator, None)) as server:
+        yield server
 
 
 @pytest.fixture

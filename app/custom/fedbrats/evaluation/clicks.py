@@ -24,7 +24,7 @@ import torch
 from fedbrats.evaluation.annotator import Annotator
 from fedbrats.evaluation.model_files import add_model_arguments, load_model, open_model
 from fedbrats.evaluation.regions import label_regions
-from fedbrats.evaluation.segmenter import CaseSegmenter, sliding_window_logits
+from fedbrats.evaluation.segmenter import CaseSegmenter
 from fedbrats.plots import pyplot, save, site_colour
 from fedbrats.prepare.check_data import find_datalist
 from fedbrats.runtime.constants import CLICK_REGIONS, SPLITS
@@ -32,6 +32,7 @@ from fedbrats.runtime.data.datalist import load_datalist, resolve_images, resolv
 from fedbrats.runtime.data.transforms import LoadBratsCased
 from fedbrats.runtime.engine import configure_cpu
 from fedbrats.runtime.interactive.session import click_session
+from fedbrats.runtime.model import sliding_window_logits
 
 PREFIX = "[clicks]"
 THRESHOLDS = (0.85, 0.90)

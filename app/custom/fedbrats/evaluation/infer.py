@@ -12,13 +12,14 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from fedbrats.evaluation.model_files import add_model_arguments, load_model, open_model
-from fedbrats.evaluation.segmenter import CaseSegmenter, sliding_window_logits, write_labels
+from fedbrats.evaluation.segmenter import CaseSegmenter, write_labels
 from fedbrats.prepare.check_data import find_datalist
 from fedbrats.runtime.constants import MODALITIES, MSD_FORMAT, SPLITS
 from fedbrats.runtime.data.datalist import entry_problem, image_files, read_datalist, resolve_images, split_entries
 from fedbrats.runtime.data.msd import entry_format, file_case_name, is_msd, label_values, to_msd_labels
 from fedbrats.runtime.engine import configure_cpu, select_device
 from fedbrats.runtime.errors import BratsDataError
+from fedbrats.runtime.model import sliding_window_logits
 
 PREFIX = "[infer]"
 SUFFIX = "_seg.nii.gz"

@@ -6,13 +6,12 @@ probabilities are mapped back to the grid of the case's T1c (the 4D image of a c
 turned into labels {0, 1, 2, 4}.
 """
 
-from typing import Callable, Dict, Sequence
+from typing import Dict, Sequence
 
 import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.inferers import sliding_window_inference
 from monai.transforms import Invertd
 
 from fedbrats.evaluation.regions import brats_labels
@@ -20,30 +19,8 @@ from fedbrats.runtime.constants import BRATS_LABELS, REGIONS
 from fedbrats.runtime.data.loaders import data_errors
 from fedbrats.runtime.data.transforms import eval_transforms
 from fedbrats.runtime.engine import region_masks
-from fedbrats.runtime.model import segmentation_logits
+from fedbrats.runtime.model import Logits
 from fedbrats.runtime.settings import TrainSettings
-
-Logits = Callable[[torch.Tensor], torch.Tensor]
-"""Maps a preprocessed batch (1, 4, x, y, z) to region logits (1, 3, x, y, z) on the same grid."""
-
-
-def sliding_window_logits(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> Logits:
-    """Sliding-window logits of ``model`` with the window of its training settings; AMP on CUDA if enabled."""
-    use_amp = settings.amp and device.type == "cuda"
-
-    @torch.no_grad()
-    def logits(images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            out = sliding_window_inference(
-                images.to(device),
-                roi_size=settings.window,
-                sw_batch_size=settings.sw_batch_size,
-                predictor=lambda x: segmentation_logits(model, x),
-                overlap=settings.sw_overlap,
-            )
-        return out.float().cpu()
-
-    return logits
 
 
 class CaseSegmenter:

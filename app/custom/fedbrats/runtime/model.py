@@ -1,8 +1,9 @@
 """SegResNetVAE (Myronenko 2018) for the 4 BraTS modalities and 3 nested tumour regions."""
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
+from monai.inferers import sliding_window_inference
 from monai.networks.nets import SegResNetVAE
 
 from fedbrats.runtime.constants import MODALITIES, REGIONS
@@ -52,6 +53,30 @@ def build_model(settings: TrainSettings = None) -> BratsSegResNetVAE:
 def segmentation_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Segmentation output only, for sliding-window inference."""
     return model(images)[0]
+
+
+Logits = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a preprocessed batch of the model's input channels (1, C, x, y, z) to region logits (1, 3, x, y, z) on the
+same grid, on the CPU."""
+
+
+def sliding_window_logits(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> Logits:
+    """Sliding-window logits of ``model`` with the window of its training settings; AMP on CUDA if enabled."""
+    use_amp = settings.amp and device.type == "cuda"
+
+    @torch.no_grad()
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            out = sliding_window_inference(
+                images.to(device),
+                roi_size=settings.window,
+                sw_batch_size=settings.sw_batch_size,
+                predictor=lambda x: segmentation_logits(model, x),
+                overlap=settings.sw_overlap,
+            )
+        return out.float().cpu()
+
+    return logits
 
 
 def load_weights(model: torch.nn.Module, path: str) -> torch.nn.Module:

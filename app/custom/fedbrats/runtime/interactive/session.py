@@ -5,12 +5,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from fedbrats.runtime.interactive.clicks import Click, centre_clicks
 from fedbrats.runtime.interactive.consistency import force_clicks
 from fedbrats.runtime.interactive.guidance import model_input
-from fedbrats.runtime.model import segmentation_logits
+from fedbrats.runtime.model import sliding_window_logits
 from fedbrats.runtime.settings import TrainSettings
 
 Segment = Callable[[List[Click]], np.ndarray]
@@ -22,20 +21,10 @@ Logits = Callable[[torch.Tensor, Optional[torch.Tensor], Sequence[Click]], torch
 
 def interactive_logits(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> Logits:
     """Sliding-window logits of the interactive ``model`` in the window of its settings; AMP on CUDA if enabled."""
-    use_amp = settings.amp and device.type == "cuda"
+    window = sliding_window_logits(model, settings, device)
 
-    @torch.no_grad()
     def logits(image: torch.Tensor, prior: Optional[torch.Tensor], clicks: Sequence[Click]) -> torch.Tensor:
-        inputs = model_input(torch.as_tensor(image).cpu(), prior, list(clicks)).to(device)
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            out = sliding_window_inference(
-                inputs,
-                roi_size=settings.window,
-                sw_batch_size=settings.sw_batch_size,
-                predictor=lambda x: segmentation_logits(model, x),
-                overlap=settings.sw_overlap,
-            )
-        return out.float().cpu()
+        return window(model_input(torch.as_tensor(image).cpu(), prior, list(clicks)))
 
     return logits
 
