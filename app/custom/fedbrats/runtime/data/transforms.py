@@ -219,14 +219,9 @@ class NonzeroNormalize(NormalizeIntensity):
 
     def _normalize(self, img, sub=None, div=None):
         img = (img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)).float()
-        n = int(torch.count_nonzero(img))
-        if n == 0:
-            return img
+        mean, std = nonzero_stats(img)
         mask = img != 0
-        mean = float(img.sum()) / n
-        img = img.sub_(mean).mul_(mask)
-        std = math.sqrt(float(img.square().sum()) / n)
-        return img.div_(std if std > 0 else 1.0)
+        return img.sub_(mean).mul_(mask).div_(std)
 
 
 class NonzeroNormalized(NormalizeIntensityd):
