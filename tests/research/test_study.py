@@ -181,6 +181,8 @@ def test_a_verdict_needs_the_whole_interval_on_one_side(interval, threshold, abo
         "results-2000-steps",
         "results-methods",
         "results-methods-seed-1",
+        "results-hetero",
+        "results-hetero-seed-1",
     ],
 )
 def test_a_results_page_is_its_json_rendered(name):
