@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from fedbrats.runtime.data.nifti import TILE, copy_voxels, gunzip, read_nifti
-from fedbrats.runtime.data.transforms import nonzero_stats
 
 
 def test_gunzip_joins_every_member():
@@ -32,15 +31,3 @@ def test_copy_voxels_out_of_the_nifti_layout_keeps_every_voxel(shape):
     source = torch.from_numpy(np.asfortranarray(np.random.default_rng(1).integers(0, 5, shape, dtype=np.uint8)))
     target = copy_voxels(torch.empty(shape, dtype=torch.int16), source)
     assert target.is_contiguous() and torch.equal(target, source.to(torch.int16))
-
-
-def test_nonzero_stats_are_the_mean_and_deviation_of_the_nonzero_voxels_within_float32_rounding():
-    rng = np.random.default_rng(2)
-    channel = (600 + 150 * rng.standard_normal((40, 30, 20))).astype(np.float32)
-    channel[rng.random(channel.shape) < 0.6] = 0
-    channel[:3] = 0  # whole parts without a voxel
-    values = channel[channel != 0].astype(np.float64)
-    mean, std = nonzero_stats(torch.from_numpy(channel))
-    assert mean == pytest.approx(values.mean(), rel=1e-6) and std == pytest.approx(values.std(), rel=1e-6)
-    assert nonzero_stats(torch.zeros(4, 4, 4)) == (0.0, 1.0)
-    assert nonzero_stats(torch.full((4, 4, 4), 3.0)) == (3.0, 1.0)

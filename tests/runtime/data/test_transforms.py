@@ -9,7 +9,7 @@ from builders import modality_path, tumour_case, write_case
 
 from fedbrats.runtime.data.datalist import resolve_entry
 from fedbrats.runtime.data.loaders import data_errors, make_dataset, site_loader
-from fedbrats.runtime.data.transforms import NonzeroNormalized, eval_transforms, train_transforms
+from fedbrats.runtime.data.transforms import eval_transforms, train_transforms
 from fedbrats.runtime.errors import BratsDataError
 
 
@@ -37,24 +37,6 @@ def test_normalisation_is_per_channel_over_non_zero_voxels(tiny_site, tiny_setti
         inside = image[c][image[c] != 0]
         assert abs(float(inside.mean())) < 1e-3 and abs(float(inside.std()) - 1) < 1e-2
     assert float(image[:, :2].abs().max()) == 0.0
-
-
-def test_fast_normalisation_matches_monai():
-    from monai.data import MetaTensor
-    from monai.transforms import NormalizeIntensityd
-
-    rng = np.random.default_rng(0)
-    image = rng.normal(500, 120, (5, 40, 36, 30)).astype(np.float32)
-    image[:, :8] = 0  # background
-    image[2] = 0  # a channel without brain
-    image[3][image[3] != 0] = 250.0  # a constant channel
-    reference = NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)(
-        {"image": MetaTensor(torch.from_numpy(image.copy()))}
-    )["image"]
-    fast = NonzeroNormalized(keys="image")({"image": MetaTensor(torch.from_numpy(image.copy()))})["image"]
-    assert isinstance(fast, MetaTensor) and fast.dtype == torch.float32
-    assert torch.allclose(fast.as_tensor(), reference.as_tensor(), atol=1e-5)
-    assert float(fast[:, :8].abs().max()) == 0.0 and float(fast[2].abs().max()) == 0.0
 
 
 def test_training_crop_flip_and_intensity_augmentation(tiny_site, tiny_settings):
@@ -185,3 +167,30 @@ def test_training_crops_normalised_after_cropping_hold_the_voxels_of_the_whole_v
             torch.testing.assert_close(b["image"].as_tensor(), a["image"].as_tensor(), rtol=1e-5, atol=1e-5)
             seen.append(a["image"].as_tensor())
         assert not all(torch.equal(seen[0], other) for other in seen[1:])
+
+
+def test_regions_written_straight_into_float32_are_monai_s():
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+
+    from fedbrats.runtime.data.transforms import BratsRegionsd, label_regions
+
+    label = MetaTensor(torch.from_numpy(np.random.default_rng(6).choice([0, 1, 2, 4], (1, 9, 8, 7)).astype(np.int16)))
+    expected = Compose(label_regions())({"label": label})["label"]
+    got = BratsRegionsd()({"label": label})["label"]
+    assert isinstance(got, MetaTensor) and got.dtype == torch.float32 and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "dtype, stacked", [(np.int16, torch.int16), (np.uint8, torch.int16), (np.float32, torch.float32)]
+)
+def test_a_training_read_stacks_the_modalities_as_stored_integers_or_float32(tmp_path, dtype, stacked):
+    from fedbrats.runtime.data.transforms import LoadBratsCased, ReadBratsCased
+
+    case = structured_case(str(tmp_path), "Case_D", 3, dtype, shape=(20, 18, 16))
+    read = ReadBratsCased()(dict(case))
+    assert read["image"].dtype == stacked and read["label"].dtype == torch.int16
+    assert read["image"].is_contiguous()
+    loaded = LoadBratsCased()(dict(case))
+    assert torch.equal(read["image"].as_tensor().float(), loaded["image"].as_tensor())
+    assert torch.equal(read["label"].as_tensor().long(), loaded["label"].as_tensor().long())

@@ -5,8 +5,8 @@ Memory: every case of a full-size synthetic site cached as MONAI's CacheDataset 
 site keeps it (compact: :mod:`fedbrats.runtime.data.compact`): the exact bytes of the cached tensors, and the process's
 resident memory (RSS) before and after filling the cache. Loading: where an uncached crop's time goes, stage by stage,
 and training crops per second with the cache off (the path before, which preprocesses the whole volume first, and the
-path now, which normalises and augments only the crop) and on, with 0, 1 and 2 background workers, side by side in
-one run, with the speed-up and what a site's cores would feed.
+path now, which converts, normalises and augments only the crop) and on, with 0, 1 and 2 background workers, side by
+side in one run, with the speed-up and what a site's cores would feed.
 """
 
 import argparse
@@ -116,13 +116,14 @@ def stage_of(transform: object) -> str:
     )
 
     from fedbrats.runtime.data import transforms as t
+    from fedbrats.runtime.data import zscore as z
 
     kinds = (
         ((t.LoadBratsCased,), "read and decode"),
-        ((ConvertToMultiChannelBasedOnBratsClassesd, EnsureTyped), "labels to regions"),
+        ((ConvertToMultiChannelBasedOnBratsClassesd, EnsureTyped, t.BratsRegionsd), "labels to regions"),
         ((Orientationd,), "reorient"),
         ((Spacingd, t.ToGridd), "resample"),
-        ((t.NonzeroNormalized, t.NonzeroStatsd, t.NormalizeByStatsd), "normalise"),
+        ((z.NonzeroNormalized, z.NonzeroStatsd, z.NormalizeByStatsd), "normalise"),
         ((SpatialPadd,), "pad"),
         ((RandSpatialCropd, RandCropByPosNegLabeld), "crop"),
     )
@@ -299,8 +300,9 @@ def profile_lines(profile: dict) -> List[str]:
         "",
         f"Seconds per stage of one crop of {'x'.join(map(str, profile['crop']))} voxels from a "
         f"{'x'.join(map(str, profile['case_shape']))} case, mean over the cases; before: the whole volume "
-        "preprocessed as the cache does, then cropped and augmented; now: the whole volume decoded and measured, only "
-        "the crop normalised, turned into regions and augmented. The loader's collation is not in it.",
+        "preprocessed as the cache does, then cropped and augmented; now: the whole volume decoded in its stored type "
+        "and measured, only the crop flipped, turned into regions, and normalised with its intensity augmentation in "
+        "one pass (counted under normalise). The loader's collation is not in it.",
         "",
         "| stage | before (s) | now (s) |",
         "|---|---|---|",

@@ -1,7 +1,6 @@
 """MONAI preprocessing of BraTS cases, as in the reference SegResNetVAE training."""
 
-import math
-from typing import Hashable, List, Mapping, Optional, Sequence, Tuple
+from typing import Hashable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,8 +11,6 @@ from monai.transforms import (
     EnsureTyped,
     LoadImage,
     MapTransform,
-    NormalizeIntensity,
-    NormalizeIntensityd,
     Orientationd,
     RandCropByPosNegLabeld,
     RandFlipd,
@@ -29,6 +26,13 @@ from fedbrats.runtime.data import guards
 from fedbrats.runtime.data.compact import RestoreCased
 from fedbrats.runtime.data.msd import CHANNEL_ORDER, entry_format, is_msd, label_values, to_brats_labels
 from fedbrats.runtime.data.nifti import copy_voxels, read_nifti
+from fedbrats.runtime.data.zscore import (
+    DrawnScaleIntensityd,
+    DrawnShiftIntensityd,
+    NonzeroNormalized,
+    NonzeroStatsd,
+    NormalizeByStatsd,
+)
 from fedbrats.runtime.errors import BratsDataError
 from fedbrats.runtime.settings import TrainSettings
 
@@ -147,19 +151,18 @@ class LoadBratsCased(MapTransform):
         return d
 
 
-STATS_KEY = "image_nonzero_stats"
-"""Key of the per-channel (mean, standard deviation) :class:`NonzeroStatsd` stores for :class:`NormalizeByStatsd`."""
 GRID_ATOL = 1e-4
 """How far (mm) the axes of an affine may be from RAS at the settings' voxel size for a volume to count as on it:
 float32 noise of a NIfTI header, far below a shift of a voxel over a 512-voxel field."""
-CACHE_SLICES = 2
-"""Slices of a channel taken at a time by the z-score: small parts whose passes stay in the CPU's cache."""
+STORED_INTEGERS = (torch.uint8, torch.int8, torch.int16)
+"""Stored types of modalities that :class:`ReadBratsCased` stacks as int16, every value kept."""
 
 
 class ReadBratsCased(LoadBratsCased):
-    """:class:`LoadBratsCased` with each file decoded once by nibabel and its modalities converted to float32 in
-    the copy that stacks them: the same voxels, without MONAI's reader's copies; the label in int16. Used for training
-    crops."""
+    """:class:`LoadBratsCased` with each file decoded once by nibabel and its modalities stacked in the copy that
+    takes them out of the NIfTI layout: int16 when every modality is stored as 8- or 16-bit integers (the values as
+    stored, converted to float32 only when a crop of them is normalised), float32 otherwise; the label in int16. Used
+    for training crops."""
 
     def _load(self, case: str, path: str, problems: List[BratsDataError], channels: int = 1) -> Optional[MetaTensor]:
         img = read_nifti(path)
@@ -178,92 +181,11 @@ class ReadBratsCased(LoadBratsCased):
         return d
 
     def _stacked(self, channels: List[MetaTensor]) -> MetaTensor:
-        image = torch.empty((len(channels), *channels[0].shape[1:]), dtype=torch.float32)
+        stored = all(channel.dtype in STORED_INTEGERS for channel in channels)
+        image = torch.empty((len(channels), *channels[0].shape[1:]), dtype=torch.int16 if stored else torch.float32)
         for target, channel in zip(image, channels):
             copy_voxels(target, channel.as_tensor()[0])
         return MetaTensor(image, meta=dict(channels[0].meta))
-
-
-class NonzeroNormalize(NormalizeIntensity):
-    """MONAI's channel-wise z-score over the non-zero voxels (``NormalizeIntensity(nonzero=True,
-    channel_wise=True)``, zeros stay zero) from whole-volume sums rather than boolean indexing: the same values
-    within float32 rounding, in about half the time on a full-size case."""
-
-    def __init__(self):
-        super().__init__(nonzero=True, channel_wise=True)
-
-    def _normalize(self, img, sub=None, div=None):
-        img = (img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)).float()
-        mean, std = nonzero_stats(img)
-        mask = img != 0
-        return img.sub_(mean).mul_(mask).div_(std)
-
-
-class NonzeroNormalized(NormalizeIntensityd):
-    """:class:`NonzeroNormalize` of ``keys``, as MONAI's ``NormalizeIntensityd(nonzero=True, channel_wise=True)``."""
-
-    def __init__(self, keys):
-        super().__init__(keys=keys, nonzero=True, channel_wise=True)
-        self.normalizer = NonzeroNormalize()
-
-
-def nonzero_stats(channel: torch.Tensor) -> Tuple[float, float]:
-    """(mean, standard deviation) of the non-zero voxels of one float32 channel, as :class:`NonzeroNormalize`
-    computes them; (0, 1) for a channel without any, and a standard deviation of 0 taken as 1. Summed a few slices at
-    a time and the parts merged (Chan et al.'s pairwise update), each part's centred squares taken while it is in the
-    CPU's cache."""
-    n, mean, squares = 0, 0.0, 0.0
-    for part in channel.split(CACHE_SLICES):
-        mask = part != 0
-        count = int(mask.sum())
-        if count == 0:
-            continue
-        part_mean = float(part.sum()) / count
-        centred = part.sub(part_mean).mul_(mask).reshape(-1)
-        delta, total = part_mean - mean, n + count
-        mean += delta * count / total
-        squares += float(torch.dot(centred, centred)) + delta * delta * n * count / total
-        n = total
-    if n == 0:
-        return 0.0, 1.0
-    std = math.sqrt(squares / n)
-    return mean, std if std > 0 else 1.0
-
-
-class NonzeroStatsd(MapTransform):
-    """Store the per-channel :func:`nonzero_stats` of the whole ``image`` under :data:`STATS_KEY`; the image is left
-    as it is, for :class:`NormalizeByStatsd` to normalise only the crop taken of it."""
-
-    def __init__(self, key: str = "image"):
-        super().__init__(keys=[key])
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        image = torch.as_tensor(d[self.keys[0]]).as_subclass(torch.Tensor)
-        d[STATS_KEY] = [nonzero_stats(channel) for channel in image.float()]
-        return d
-
-
-class NormalizeByStatsd(MapTransform):
-    """Z-score ``image`` (a crop) with the statistics :class:`NonzeroStatsd` stored of its whole volume, into a new
-    float32 tensor: the voxels :class:`NonzeroNormalized` gives the whole volume, zeros staying zero."""
-
-    def __init__(self, key: str = "image"):
-        super().__init__(keys=[key])
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        stats: Sequence[Tuple[float, float]] = d.pop(STATS_KEY)
-        image = d[self.keys[0]]
-        values = torch.as_tensor(image).as_subclass(torch.Tensor)
-        normalised = torch.empty(values.shape, dtype=torch.float32)
-        for target, channel, (mean, std) in zip(normalised, values, stats):
-            for target_part, part in zip(target.split(CACHE_SLICES), channel.split(CACHE_SLICES)):
-                torch.sub(part, mean, out=target_part).mul_(part != 0).div_(std)
-        if isinstance(image, MetaTensor):
-            normalised = MetaTensor(normalised, meta=image.meta, applied_operations=image.applied_operations)
-        d[self.keys[0]] = normalised
-        return d
 
 
 def grid_transforms(settings: TrainSettings, keys: List[str]) -> list:
@@ -282,8 +204,8 @@ def on_grid(affine: torch.Tensor, pixdim: float) -> bool:
 
 
 class ToGridd(MapTransform):
-    """:func:`grid_transforms` of ``keys``, skipped when the image is already :func:`on_grid` (which would only
-    convert the volumes to float32)."""
+    """:func:`grid_transforms` of ``keys`` on a float32 image, skipped when the image is already :func:`on_grid` (its
+    voxels then stay in their stored type)."""
 
     def __init__(self, settings: TrainSettings, keys: List[str]):
         super().__init__(keys=keys)
@@ -293,7 +215,7 @@ class ToGridd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         if on_grid(data["image"].affine, self.pixdim):
             return dict(data)
-        return self.transforms(dict(data))
+        return self.transforms({**data, "image": data["image"].float()})
 
 
 def label_regions() -> list:
@@ -302,6 +224,29 @@ def label_regions() -> list:
         ConvertToMultiChannelBasedOnBratsClassesd(keys="label"),
         EnsureTyped(keys="label", dtype=torch.float32),
     ]
+
+
+class BratsRegionsd(MapTransform):
+    """:func:`label_regions` of ``label`` written straight into float32 channels, one comparison per label value:
+    TC (labels 1 and 4), WT (1, 2 and 4), ET (4), the tensor MONAI's conversion gives, in about half its time."""
+
+    def __init__(self, key: str = "label"):
+        super().__init__(keys=[key])
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        label = d[self.keys[0]]
+        values = torch.as_tensor(label).as_subclass(torch.Tensor)
+        values = values[0] if values.ndim == 4 else values
+        regions = torch.empty((3, *values.shape), dtype=torch.float32)
+        tc, wt, et = regions
+        torch.eq(values, 4, out=et)
+        torch.eq(values, 1, out=tc).add_(et)
+        torch.eq(values, 2, out=wt).add_(tc)
+        if isinstance(label, MetaTensor):
+            regions = MetaTensor(regions, meta=label.meta, applied_operations=label.applied_operations)
+        d[self.keys[0]] = regions
+        return d
 
 
 def deterministic_transforms(settings: TrainSettings, with_label: bool = True, pad_to_crop: bool = True) -> list:
@@ -335,16 +280,19 @@ def random_transforms(settings: TrainSettings) -> list:
 
 def train_transforms(settings: TrainSettings) -> Compose:
     """A training crop of a case from its files, with nothing cached: the whole volume is decoded, oriented,
-    resampled and measured, then only the crop is normalised, turned into regions and augmented.
+    resampled and measured, then only the crop is flipped in its stored type, turned into regions, and normalised and
+    intensity-augmented in one pass.
 
     The crop holds the voxels of :func:`deterministic_transforms` followed by :func:`random_transforms`, from the
-    same random draws (the random transforms are the same, in the same order), but for float32 rounding of the
-    normalisation's standard deviation."""
+    same random draws (the random transforms draw as MONAI's do, in the same order), but for float32 rounding of the
+    normalisation's mean and standard deviation."""
     keys = ["image", "label"]
     crop, *flips, scale, shift = random_transforms(settings)
     chain = [ReadBratsCased(), ToGridd(settings, keys), NonzeroStatsd()]
-    chain += [SpatialPadd(keys=keys, spatial_size=settings.crop), crop, *flips, NormalizeByStatsd()]
-    return Compose(chain + label_regions() + [scale, shift])
+    chain += [SpatialPadd(keys=keys, spatial_size=settings.crop), crop, *flips, BratsRegionsd()]
+    chain += [DrawnScaleIntensityd(keys="image", factors=scale.scaler.factors, prob=scale.prob)]
+    chain += [DrawnShiftIntensityd(keys="image", offsets=shift.shifter.offsets, prob=shift.prob), NormalizeByStatsd()]
+    return Compose(chain)
 
 
 def eval_transforms(settings: TrainSettings, with_label: bool = True) -> Compose:
