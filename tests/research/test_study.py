@@ -494,8 +494,11 @@ def test_on_the_reference_pair_each_method_is_judged_on_the_lgg_sites_own_cases(
         "local-site-2": arm(names, values),
     }
     rows = verdicts_of(method_targets(made_up_study(REFERENCE, arms, sites)))
-    c = "(c) {}'s final global model above local-only site-2 on site-2's test cases (the LGG miss closed)"
-    assert rows[c.format("FedProx")] == MISSED
-    assert rows[c.format("SCAFFOLD")].startswith("not shown (+0.0125 (")
+    c = (
+        "(c) {}'s final global model: the LGG miss closed, its interval against local-only site-2 on site-2's test "
+        "cases not below zero"
+    )
+    assert rows[c.format("FedProx")] == f"{MISSED}; above local-only: {MISSED}"
+    assert rows[c.format("SCAFFOLD")].startswith(f"{MET}; above local-only: not shown (+0.0125 (")
     assert not any(row.startswith("(a)") for row in rows)
     assert method_targets(made_up_study(REFERENCE, {"local-site-2": arms["local-site-2"]}, sites)) == []

@@ -262,23 +262,29 @@ def method_targets(study: dict) -> List[str]:
             d = differences.get(method, {}).get(lgg)
             if d is None:
                 continue
+            closed = MISSED if d["interval_95"][1] < 0 else MET
+            above = verdict_words(d, 0.0, above=True)
             lines.append(
-                f"| (c) {METHOD_NAMES[method]}'s {own_kind(arms[method])} model above local-only {lgg} on {lgg}'s "
-                f"test cases (the LGG miss closed) | minus local-only {interval_words(d)}, higher on {d['better']} of "
-                f"{d['cases']} | {verdict_words(d, 0.0, above=True)} |"
+                f"| (c) {METHOD_NAMES[method]}'s {own_kind(arms[method])} model: the LGG miss closed, its interval "
+                f"against local-only {lgg} on {lgg}'s test cases not below zero | minus local-only "
+                f"{interval_words(d)}, higher on {d['better']} of {d['cases']} | {closed}; above local-only: {above} |"
             )
     if not lines:
         return []
-    return (
-        ["| target | measured (95% bootstrap interval over the test cases) | verdict |", "|---|---|---|"]
-        + lines
-        + [
-            "",
+    notes = []
+    if any(line.startswith("| (a) ") for line in lines):
+        notes.append(
             f"(a) is {MISSED} when any site's interval lies below zero (the site is shown to lose), {MET} when none "
-            f"does and the intervals of the two sites with the fewest training cases lie above zero. A verdict "
-            f"{NOT_SHOWN} gives the value and its interval.",
-        ]
-    )
+            "does and the intervals of the two sites with the fewest training cases lie above zero."
+        )
+    if any(line.startswith("| (c) ") for line in lines):
+        notes.append(
+            f"(c) is {MET} when the interval is not below zero (the site is not shown to lose by joining); beside it, "
+            "whether the model is shown above the site's own."
+        )
+    notes.append(f"A verdict {NOT_SHOWN} gives the value and its interval.")
+    header = ["| target | measured (95% bootstrap interval over the test cases) | verdict |", "|---|---|---|"]
+    return header + lines + ["", " ".join(notes)]
 
 
 def methods_sections(study: dict) -> List[str]:
