@@ -294,7 +294,13 @@ def to_markdown(study: dict, curves_png: str = f"{RESULTS}_curves.png") -> str:
         + methods_sections(study)
         + [
             "How the CPU recipe was chosen, what holds tumour core and enhancing tumour back and what was tried: "
-            "[training.md](training.md).",
+            "[training.md](training.md)"
+            + (
+                "; what the misses of (a) and (b) come from: "
+                "[training.md](training.md#the-heterogeneous-benchmark-what-the-misses-of-a-and-b-come-from)."
+                if study.get("benchmark") == "hetero"
+                else "."
+            ),
             "",
             f"![validation Dice against optimiser steps]({curves_png})",
             "",
