@@ -31,3 +31,13 @@ def test_copy_voxels_out_of_the_nifti_layout_keeps_every_voxel(shape):
     source = torch.from_numpy(np.asfortranarray(np.random.default_rng(1).integers(0, 5, shape, dtype=np.uint8)))
     target = copy_voxels(torch.empty(shape, dtype=torch.int16), source)
     assert target.is_contiguous() and torch.equal(target, source.to(torch.int16))
+
+
+def test_a_scaled_nifti_reads_with_its_scaling_applied(tmp_path):
+    volume = np.random.default_rng(4).integers(0, 900, (6, 5, 4), dtype=np.int16)
+    image = nib.Nifti1Image(volume, np.eye(4))
+    image.header.set_slope_inter(2.0, 1.0)
+    path = tmp_path / "case_t2.nii.gz"
+    nib.save(image, path)
+    read = read_nifti(str(path))
+    np.testing.assert_allclose(read.as_tensor()[0].numpy(), volume * 2.0 + 1.0)

@@ -1,5 +1,6 @@
 """Reading a NIfTI file straight into a tensor, and copying its voxels out of the NIfTI (Fortran) layout."""
 
+import warnings
 from typing import Optional
 
 import nibabel as nib
@@ -24,14 +25,30 @@ def gunzip(raw: bytes) -> bytes:
     return b"".join(parts)
 
 
+def stored_voxels(image: nib.Nifti1Image, content: bytes) -> np.ndarray:
+    """The voxels of ``image`` (read from ``content``) in their stored type and layout: a view of ``content`` when
+    the header scales nothing and the type is in this machine's byte order, nibabel's array otherwise."""
+    proxy = image.dataobj
+    dtype, shape = image.header.get_data_dtype(), image.header.get_data_shape()
+    slope, inter = image.header.get_slope_inter()
+    if slope not in (None, 1) or inter not in (None, 0) or not dtype.isnative or not hasattr(proxy, "offset"):
+        return np.asanyarray(proxy)
+    count = int(np.prod(shape))
+    return np.frombuffer(content, dtype=dtype, count=count, offset=int(proxy.offset)).reshape(shape, order="F")
+
+
 def read_nifti(path: str) -> Optional[MetaTensor]:
     """A 3D or 4D NIfTI-1 file (gzipped or not) as a channel-first MetaTensor viewing the decoded array in its
-    stored type and layout; None for any other file, or one that fails here (MONAI's reader then takes it)."""
+    stored type and layout, read-only; None for any other file, or one that fails here (MONAI's reader then takes
+    it)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        image = nib.Nifti1Image.from_bytes(gunzip(raw) if raw[:2] == GZIP_MAGIC else raw)
-        volume = torch.from_numpy(np.asanyarray(image.dataobj))
+        content = gunzip(raw) if raw[:2] == GZIP_MAGIC else raw
+        image = nib.Nifti1Image.from_bytes(content)
+        with warnings.catch_warnings():  # a view of the decoded bytes: nothing downstream writes into it
+            warnings.simplefilter("ignore", UserWarning)
+            volume = torch.from_numpy(stored_voxels(image, content))
         affine = torch.as_tensor(image.affine, dtype=torch.float64)
     except Exception:
         return None

@@ -144,7 +144,7 @@ class NormalizeByStatsd(MapTransform):
     """Z-score ``image`` (a crop, in its stored type) with the statistics :class:`NonzeroStatsd` stored of its whole
     volume, into a new float32 tensor: the voxels :class:`NonzeroNormalized` gives the whole volume, zeros staying
     zero; then the intensity augmentation drawn under :data:`DRAWS_KEY`, if any, in the same pass (the voxels of
-    MONAI's scale, then shift)."""
+    MONAI's scale, then shift, within float32 rounding: the scale is folded into the division)."""
 
     def __init__(self, key: str = "image"):
         super().__init__(keys=[key])
@@ -158,10 +158,9 @@ class NormalizeByStatsd(MapTransform):
         values = torch.as_tensor(image).as_subclass(torch.Tensor)
         normalised = torch.empty(values.shape, dtype=torch.float32)
         for target, channel, (mean, std) in zip(normalised, values, stats):
+            scale = (1 + factor) / std if factor is not None else 1 / std
             for target_part, part in zip(target.split(CACHE_SLICES), channel.split(CACHE_SLICES)):
-                torch.sub(part, mean, out=target_part).mul_(part != 0).div_(std)
-                if factor is not None:
-                    target_part.mul_(1 + factor)
+                torch.sub(part, mean, out=target_part).mul_(part != 0).mul_(scale)
                 if offset is not None:
                     target_part.add_(offset)
         if isinstance(image, MetaTensor):
