@@ -34,10 +34,13 @@ def test_copy_voxels_out_of_the_nifti_layout_keeps_every_voxel(shape):
 
 
 def test_a_scaled_nifti_reads_with_its_scaling_applied(tmp_path):
-    volume = np.random.default_rng(4).integers(0, 900, (6, 5, 4), dtype=np.int16)
-    image = nib.Nifti1Image(volume, np.eye(4))
-    image.header.set_slope_inter(2.0, 1.0)
+    values = np.random.default_rng(4).uniform(0.0, 45.0, (6, 5, 4))
+    image = nib.Nifti1Image(values, np.eye(4))
+    image.set_data_dtype(np.int16)  # stored as integers with a slope and an intercept in the header
     path = tmp_path / "case_t2.nii.gz"
     nib.save(image, path)
+    slope = nib.load(path).dataobj.slope
+    assert slope != 1
     read = read_nifti(str(path))
-    np.testing.assert_allclose(read.as_tensor()[0].numpy(), volume * 2.0 + 1.0)
+    assert read.dtype.is_floating_point
+    np.testing.assert_allclose(read.as_tensor()[0].numpy(), values, atol=slope)
