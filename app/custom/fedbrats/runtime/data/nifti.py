@@ -29,12 +29,13 @@ def stored_voxels(image: nib.Nifti1Image, content: bytes) -> np.ndarray:
     """The voxels of ``image`` (read from ``content``) in their stored type and layout: a view of ``content`` when
     the header scales nothing and the type is in this machine's byte order, nibabel's array otherwise."""
     proxy = image.dataobj  # nibabel keeps a file's scaling here, not in the loaded header
-    dtype, shape = image.header.get_data_dtype(), image.header.get_data_shape()
     unscaled = getattr(proxy, "slope", None) == 1 and getattr(proxy, "inter", None) == 0
-    if not unscaled or not dtype.isnative or not hasattr(proxy, "offset"):
+    if not unscaled or not hasattr(proxy, "offset") or not proxy.dtype.isnative:
         return np.asanyarray(proxy)
-    count = int(np.prod(shape))
-    return np.frombuffer(content, dtype=dtype, count=count, offset=int(proxy.offset)).reshape(shape, order="F")
+    count = int(np.prod(proxy.shape))
+    return np.frombuffer(content, dtype=proxy.dtype, count=count, offset=int(proxy.offset)).reshape(
+        proxy.shape, order="F"
+    )
 
 
 def read_nifti(path: str) -> Optional[MetaTensor]:

@@ -29,16 +29,17 @@ voxels, far beyond an MRI volume)."""
 
 
 def integer_stats(channel: torch.Tensor) -> Tuple[int, float, float]:
-    """(count, sum, sum of squares) of the non-zero voxels of an integer channel, exact: zeros add nothing to either
-    sum, and float64 holds every partial sum of 16-bit values exactly. Counted by numpy, several times faster than
-    torch on 16-bit integers."""
+    """(count, mean, sum of squared deviations) of the non-zero voxels of an integer channel, from exact sums: zeros
+    add nothing to them, and float64 holds every partial sum of 16-bit values exactly. Counted by numpy, several
+    times faster than torch on 16-bit integers."""
     count = int(np.count_nonzero(channel.numpy()))
     total = squares = 0.0
     for part in channel.reshape(-1).split(INTEGER_PART):
         values = part.double()
         total += float(values.sum())
         squares += float(torch.dot(values, values))
-    return count, total, squares
+    mean = total / count if count else 0.0
+    return count, mean, max(squares - total * mean, 0.0)
 
 
 def float_stats(channel: torch.Tensor) -> Tuple[int, float, float]:
@@ -64,12 +65,7 @@ def nonzero_stats(channel: torch.Tensor) -> Tuple[float, float]:
     """(mean, standard deviation) of the non-zero voxels of one channel, as :class:`NonzeroNormalize` computes them;
     (0, 1) for a channel without any, and a standard deviation of 0 taken as 1. Exact for a channel of integers (an
     image as stored), within float32 rounding for a float one."""
-    if channel.is_floating_point():
-        n, mean, deviations = float_stats(channel)
-    else:
-        n, total, squares = integer_stats(channel)
-        mean = total / n if n else 0.0
-        deviations = max(squares - total * mean, 0.0)
+    n, mean, deviations = (float_stats if channel.is_floating_point() else integer_stats)(channel)
     if n == 0:
         return 0.0, 1.0
     std = math.sqrt(deviations / n)
@@ -113,31 +109,31 @@ class NonzeroStatsd(MapTransform):
         return d
 
 
+def drawn(transform, inner, data: Mapping[Hashable, object], name: str, attribute: str) -> dict:
+    """``data`` with the value MONAI's dictionary ``transform`` would apply drawn as MONAI draws it (its own
+    probability, then ``inner``'s draw, from the same random states) and left under :data:`DRAWS_KEY` as ``name``."""
+    d = dict(data)
+    transform.randomize(None)
+    if transform._do_transform:
+        inner.randomize(d[transform.first_key(d)])
+        d[DRAWS_KEY] = {**d.get(DRAWS_KEY, {}), name: float(getattr(inner, attribute))}
+    return d
+
+
 class DrawnScaleIntensityd(RandScaleIntensityd):
-    """MONAI's ``RandScaleIntensityd`` (``v * (1 + factor)``, one factor for every channel) drawing its factor as
-    MONAI does, from the same random state, and leaving it under :data:`DRAWS_KEY` for :class:`NormalizeByStatsd`
-    to apply in the pass that normalises the crop."""
+    """MONAI's ``RandScaleIntensityd`` (``v * (1 + factor)``, one factor for every channel) drawing its factor for
+    :class:`NormalizeByStatsd` to apply in the pass that normalises the crop."""
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        self.randomize(None)
-        if self._do_transform:
-            self.scaler.randomize(d[self.first_key(d)])
-            d[DRAWS_KEY] = {**d.get(DRAWS_KEY, {}), "factor": float(self.scaler.factor)}
-        return d
+        return drawn(self, self.scaler, data, "factor", "factor")
 
 
 class DrawnShiftIntensityd(RandShiftIntensityd):
-    """MONAI's ``RandShiftIntensityd`` (``v + offset``, one offset for every channel) drawing its offset as MONAI
-    does, from the same random state, and leaving it under :data:`DRAWS_KEY` for :class:`NormalizeByStatsd`."""
+    """MONAI's ``RandShiftIntensityd`` (``v + offset``, one offset for every channel) drawing its offset for
+    :class:`NormalizeByStatsd`."""
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        self.randomize(None)
-        if self._do_transform:
-            self.shifter.randomize(d[self.first_key(d)])
-            d[DRAWS_KEY] = {**d.get(DRAWS_KEY, {}), "offset": float(self.shifter._offset)}
-        return d
+        return drawn(self, self.shifter, data, "offset", "_offset")
 
 
 class NormalizeByStatsd(MapTransform):
